@@ -1,0 +1,91 @@
+r"""Boundedness R (Assumption 2), generalized coverage C (Definition 3) and l_inf concentrability.
+
+All functions take log-probabilities of a finite class ``(K, X, A)`` and are chunked over ``K``
+so that classes of a million policies fit in a few hundred MiB.
+
+The centered reward of Section 2 is :math:`\bar R_\pi(x,a) = \gamma(\ln\pi(a\mid x) -
+\mathbb E_{b\sim\mu(x)}\ln\pi(b\mid x))` and :math:`\Delta\bar R_\pi = \bar R_\pi - \bar R_*`.
+The factor :math:`\gamma` cancels from both R (which Assumption 2 measures in units of
+:math:`\gamma`) and C, so the functions work with :math:`\bar R/\gamma`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+Tensor = torch.Tensor
+
+__all__ = ["centered_log_probs", "boundedness", "coverage", "concentrability"]
+
+_CHUNK = 65_536
+_EPS = torch.finfo(torch.float64).eps
+
+
+def centered_log_probs(log_pi: Tensor, mu: Tensor) -> Tensor:
+    r""":math:`\bar R_\pi/\gamma = \ln\pi(a\mid x) - \mathbb E_{b\sim\mu(x)}\ln\pi(b\mid x)`, shape ``(..., X, A)``."""
+    return log_pi - (mu * log_pi).sum(-1, keepdim=True)
+
+
+def boundedness(log_policies: Tensor, mu: Tensor) -> float:
+    r"""R of Assumption 2: :math:`\max_{\pi\in\Pi,x,a}|\ln\pi(a\mid x) - \mathbb E_{\mu(x)}\ln\pi(\cdot\mid x)|`.
+
+    With this R, :math:`|\bar R_\pi(x,a)|\le\gamma R` for every policy, prompt and response.
+    """
+    r = 0.0
+    for start in range(0, log_policies.shape[0], _CHUNK):
+        chunk = log_policies[start:start + _CHUNK]
+        r = max(r, float(centered_log_probs(chunk, mu).abs().max()))
+    return r
+
+
+def coverage(log_policies: Tensor, log_pi_star: Tensor, prompt_probs: Tensor, mu: Tensor) -> float:
+    r"""Generalized coverage coefficient :math:`C_{\Pi'}` of Definition 3, exactly.
+
+    .. math:: C_{\Pi'} = \max_{\pi\in\Pi'}
+              \frac{\mathbb E_{x\sim\mathcal D,a\sim\pi^*(x)}[\Delta\bar R_\pi(x,a)^2]}
+                   {\mathbb E_{x\sim\mathcal D,a\sim\mu(x)}[\Delta\bar R_\pi(x,a)^2]},
+
+    with the conventions that a policy whose numerator is 0 constrains nothing (ratio 0), and a
+    policy with a positive numerator but a zero denominator (it differs from :math:`\pi^*` only
+    off the support of :math:`\mu`) gives :math:`+\infty`. A class containing only policies with
+    :math:`\Delta\bar R = 0` has :math:`C = 0`.
+
+    "Zero" is decided with a tolerance of 64 float64 ulps of the log-probabilities' magnitude:
+    :math:`\Delta\bar R` entries smaller than that are rounding noise of an exact zero.
+    """
+    centered_star = centered_log_probs(log_pi_star, mu)
+    pi_star = torch.exp(log_pi_star)
+    weight_star = prompt_probs[:, None] * pi_star
+    weight_mu = prompt_probs[:, None] * mu
+    scale_star = float(log_pi_star.abs().max())
+    best = 0.0
+    for start in range(0, log_policies.shape[0], _CHUNK):
+        chunk = log_policies[start:start + _CHUNK]
+        delta = centered_log_probs(chunk, mu) - centered_star
+        scale = chunk.abs().amax(dim=(-2, -1), keepdim=True) + scale_star + 1.0
+        delta = torch.where(delta.abs() <= 64 * _EPS * scale, torch.zeros_like(delta), delta)
+        sq = delta * delta
+        num = (weight_star * sq).sum((-2, -1))
+        den = (weight_mu * sq).sum((-2, -1))
+        ratio = torch.where(num == 0, torch.zeros_like(num), num / den)  # den == 0 < num gives inf
+        best = max(best, float(ratio.max()))
+        if math.isinf(best):
+            break
+    return best
+
+
+def concentrability(log_policies: Tensor, prompt_probs: Tensor, mu: Tensor) -> float:
+    r""":math:`\ell_\infty` concentrability :math:`\sup_{\pi\in\Pi}\max_{x: \mathcal D(x)>0,\,a}\pi(a\mid x)/\mu(a\mid x)`.
+
+    Infinite when :math:`\mu(a\mid x) = 0 < \pi(a\mid x)` for some policy; shown for comparison with
+    :func:`coverage`, which the paper notes can be finite when this is not.
+    """
+    log_mu = torch.log(mu)
+    active = prompt_probs > 0
+    best = -math.inf
+    for start in range(0, log_policies.shape[0], _CHUNK):
+        chunk = log_policies[start:start + _CHUNK][:, active]
+        best = max(best, float((chunk - log_mu[active]).max()))
+    return math.exp(best) if best < 709.0 else math.inf

@@ -1,0 +1,143 @@
+r"""The single implementation of every loss in the paper.
+
+Each function is elementwise over broadcastable :class:`torch.Tensor` arguments of
+log-probabilities and rewards, and returns a tensor of per-sample losses (no reduction).
+The exact toy estimators (:mod:`finitepref.estimators`) evaluate them on the exact
+categorical log-probabilities of every policy in a finite class; the language-model trainer
+(:mod:`finitepref.llm`) evaluates them on summed token log-probabilities of sampled
+sequences. No other copy of these formulas exists in the package.
+
+Notation follows the paper: :math:`\sigma` is the logistic sigmoid, ``logp_plus`` is
+:math:`\ln\pi(a^+\mid x)`, ``logp_minus`` is :math:`\ln\pi(a^-\mid x)`, ``ref_*`` are the
+same under the reference :math:`\pi_0`, ``r_*`` are rewards :math:`R(x, a^\pm)`.
+
+Numerics: :math:`-\ln\sigma(z)` is computed by :func:`torch.nn.functional.logsigmoid`, which
+is finite and exact for :math:`|z|` up to the float range; :math:`\ln(1-\sigma(z))` is written
+:math:`\ln\sigma(-z)`. Log-probabilities may be as small as ``-1e300``-scale finite values;
+``-inf`` (a zero probability) propagates as ``+inf`` loss where the equation says so.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+__all__ = [
+    "preference_logit",
+    "pmle_loss",
+    "dpo_loss",
+    "bradley_terry_loss",
+    "distill_loss",
+    "rebel_loss",
+    "shaped_reward",
+]
+
+
+def preference_logit(logp_a: Tensor, logp_b: Tensor, gamma: float) -> Tensor:
+    r"""Logit of the preference model, eq. (3).
+
+    .. math:: \mathbb{P}_\pi(a \succ b \mid x) = \sigma\bigl(\gamma(\ln\pi(a\mid x) - \ln\pi(b\mid x))\bigr).
+
+    Returns :math:`\gamma(\ln\pi(a\mid x) - \ln\pi(b\mid x))`. Two equal infinite arguments
+    (two zero-probability responses) give 0, the model's 1/2 for indistinguishable responses,
+    instead of ``nan``; gradients flow unchanged everywhere else.
+    """
+    diff = logp_a - logp_b
+    both_inf = torch.isinf(logp_a) & (logp_a == logp_b)
+    return gamma * torch.where(both_inf, torch.zeros_like(diff), diff)
+
+
+def pmle_loss(logp_plus: Tensor, logp_minus: Tensor, gamma: float) -> Tensor:
+    r"""Per-pair negative log-likelihood of preference MLE, eq. (4).
+
+    .. math:: \ell_{\mathrm{PMLE}} = -\ln\sigma\Bigl(\gamma \ln\frac{\pi(a^+\mid x)}{\pi(a^-\mid x)}\Bigr).
+
+    The KL regularizer of eq. (5) is added separately (see :func:`shaped_reward`).
+    """
+    return -F.logsigmoid(preference_logit(logp_plus, logp_minus, gamma))
+
+
+def dpo_loss(
+    logp_plus: Tensor, logp_minus: Tensor, ref_plus: Tensor, ref_minus: Tensor, beta: float
+) -> Tensor:
+    r"""Per-pair DPO loss, eq. (6), with inverse temperature ``beta``.
+
+    .. math:: \ell_{\mathrm{DPO}} = -\ln\sigma\Bigl(\beta\ln\frac{\pi(a^+\mid x)}{\pi(a^-\mid x)}
+              - \beta\ln\frac{\pi_0(a^+\mid x)}{\pi_0(a^-\mid x)}\Bigr).
+
+    The paper writes the coefficient as :math:`\gamma`; Rafailov et al. (2023) call it
+    :math:`\beta`. Here it is the argument ``beta``.
+    """
+    margin = preference_logit(logp_plus, logp_minus, 1.0) - preference_logit(ref_plus, ref_minus, 1.0)
+    return -F.logsigmoid(beta * margin)
+
+
+def bradley_terry_loss(r_plus: Tensor, r_minus: Tensor) -> Tensor:
+    r"""Per-pair Bradley-Terry reward-model loss, eq. (9).
+
+    .. math:: \ell_{\mathrm{BT}} = -\ln\sigma\bigl(R(x,a^+) - R(x,a^-)\bigr).
+    """
+    return -F.logsigmoid(preference_logit(r_plus, r_minus, 1.0))
+
+
+def distill_loss(
+    logp_plus: Tensor, logp_minus: Tensor, r_plus: Tensor, r_minus: Tensor, gamma: float
+) -> Tensor:
+    r"""Per-pair preference-distillation loss, eq. (11).
+
+    With the synthetic preference of the reward model
+    :math:`\tilde p = \mathbb{P}_{\tilde\pi}(a^+\succ a^-\mid x) = \sigma(\hat R(x,a^+) - \hat R(x,a^-))`
+    and the policy's logit :math:`z = \gamma\ln\frac{\pi(a^+\mid x)}{\pi(a^-\mid x)}`,
+
+    .. math:: \ell_{\mathrm{Distill}} = -\tilde p\,\ln\sigma(z) - (1-\tilde p)\,\ln\sigma(-z),
+
+    the cross-entropy between Bernoulli(:math:`\tilde p`) and Bernoulli(:math:`\sigma(z)`). It is
+    symmetric under swapping :math:`a^+` and :math:`a^-`. :math:`1-\tilde p` is computed as
+    :math:`\sigma(-\Delta\hat R)`, so neither weight loses digits.
+    """
+    dr = preference_logit(r_plus, r_minus, 1.0)
+    z = preference_logit(logp_plus, logp_minus, gamma)
+    return -(torch.sigmoid(dr) * F.logsigmoid(z) + torch.sigmoid(-dr) * F.logsigmoid(-z))
+
+
+def rebel_loss(
+    logp_plus: Tensor,
+    logp_minus: Tensor,
+    ref_plus: Tensor,
+    ref_minus: Tensor,
+    r_plus: Tensor,
+    r_minus: Tensor,
+    eta: float,
+) -> Tensor:
+    r"""Per-pair REBEL squared loss, eq. (10).
+
+    .. math:: \ell_{\mathrm{REBEL}} = \Bigl(\ln\frac{\pi(a^+\mid x)/\pi_0(a^+\mid x)}{\pi(a^-\mid x)/\pi_0(a^-\mid x)}
+              - \eta\bigl(\hat R(x,a^+) - \hat R(x,a^-)\bigr)\Bigr)^2.
+    """
+    margin = preference_logit(logp_plus, logp_minus, 1.0) - preference_logit(ref_plus, ref_minus, 1.0)
+    return (margin - eta * preference_logit(r_plus, r_minus, 1.0)) ** 2
+
+
+def shaped_reward(reward: Tensor, logp: Tensor, ref_logp: Tensor | None, beta: float, gamma: float) -> Tensor:
+    r"""Per-sample shaped reward of RLHF, eq. (1), and of reverse KL, eq. (16).
+
+    .. math:: \tilde r(x, a) = R(x, a) - \beta\bigl(\ln\pi(a\mid x) - \ln\pi_0(a\mid x)\bigr) - \gamma\ln\pi(a\mid x).
+
+    Its expectation under :math:`a\sim\pi(x)` is
+    :math:`\mathbb{E}_\pi[R] - \beta\,\mathrm{KL}(\pi(x)\|\pi_0(x)) + \gamma H(\pi(x))`, so the
+    objectives are :math:`\mathcal{L}_{\mathrm{RKL},\beta}(\pi) = -\mathbb{E}_{x,\,a\sim\pi}[\tilde r]`
+    (eq. 16; ``gamma=0`` gives RLHF, eq. 1). Equivalently, RLHF with KL coefficient
+    :math:`\beta+\gamma` against the smoothed prior :math:`\pi_0^{\beta/(\beta+\gamma)}` (Section 5).
+    With ``reward = 0`` and ``gamma = 0`` it is :math:`-\beta` times the per-sample KL estimate, the
+    regularizer of eqs. (5) and (12).
+
+    ``ref_logp`` may be ``None`` only when ``beta == 0``.
+    """
+    out = reward - gamma * logp if gamma != 0 else reward + torch.zeros_like(logp)
+    if beta != 0:
+        if ref_logp is None:
+            raise ValueError("shaped_reward: ref_logp is required when beta != 0")
+        out = out - beta * (logp - ref_logp)
+    return out

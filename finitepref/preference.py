@@ -1,0 +1,145 @@
+r"""The Bradley-Terry preference model on tilted likelihoods, eqs. (2)-(3), and its data.
+
+Section 2 of the paper draws each sample as: :math:`x\sim\mathcal D`; :math:`a, b \sim \mu(x)`
+independently; :math:`a` is preferred with probability
+:math:`\mathbb P_*(a\succ b\mid x) = \sigma(\gamma\ln\pi^*(a\mid x) - \gamma\ln\pi^*(b\mid x))`;
+then :math:`(a^+, a^-)` is the ordered pair. The exact law of :math:`(x, a^+, a^-)` is therefore
+
+.. math:: \mathbb P(x, w, l) = \mathcal D(x)\,\mu(w\mid x)\,\mu(l\mid x)\,
+          \bigl(1 + \mathbf 1_{w\neq l}\bigr)\,\mathbb P_*(w\succ l\mid x)
+
+(the pair :math:`\{w, l\}` can be drawn in two orders; a tie :math:`w = l` has preference 1/2
+either way). A data set of size ``n`` is summarised without loss by its counts over the
+``X*A*A`` cells, which one multinomial draw per trial produces at a cost free of ``n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .losses import preference_logit
+
+__all__ = ["PreferenceData", "preference_probs", "pair_law", "sample_counts"]
+
+
+def preference_probs(log_pi: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"""Matrix of :math:`\mathbb P_\pi(a\succ b\mid x)`, eq. (3), shape ``(..., X, A, A)``.
+
+    Parameters
+    ----------
+    log_pi : Tensor, shape (..., X, A)
+        Log-probabilities :math:`\ln\pi(a\mid x)`.
+    gamma : float
+        The tilt :math:`\gamma > 0`.
+    """
+    return torch.sigmoid(preference_logit(log_pi[..., :, None], log_pi[..., None, :], gamma))
+
+
+def pair_law(prompt_probs: torch.Tensor, mu: torch.Tensor, log_pi_star: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"""Exact law of :math:`(x, a^+, a^-)` under Section 2's sampling, shape ``(X, A, A)``.
+
+    .. math:: \mathbb P(x, w, l) = \mathcal D(x)\,\mu(w\mid x)\,\mu(l\mid x)\,(1+\mathbf 1_{w\ne l})\,
+              \mathbb P_*(w\succ l\mid x).
+    """
+    pref = preference_probs(log_pi_star, gamma)
+    n_resp = mu.shape[-1]
+    multiplicity = 2.0 - torch.eye(n_resp, dtype=mu.dtype, device=mu.device)
+    return prompt_probs[:, None, None] * mu[:, :, None] * mu[:, None, :] * multiplicity * pref
+
+
+def sample_counts(law: np.ndarray, n: int, trials: int, rng: np.random.Generator) -> np.ndarray:
+    """Counts of ``n`` i.i.d. draws from ``law`` for each of ``trials`` data sets.
+
+    One call to :meth:`numpy.random.Generator.multinomial`, whose cost grows with the number of
+    cells and trials, not with ``n``. Returns int64 ``(trials, *law.shape)``.
+    """
+    flat = np.asarray(law, dtype=np.float64).ravel()
+    flat = np.clip(flat, 0.0, None)
+    flat = flat / flat.sum()
+    counts = rng.multinomial(n, flat, size=trials)
+    return counts.reshape((trials, *np.shape(law))).astype(np.int64, copy=False)
+
+
+@dataclass(frozen=True)
+class PreferenceData:
+    r"""Sufficient statistics of ``trials`` independent preference data sets of size ``n``.
+
+    Attributes
+    ----------
+    counts : ndarray of int64, shape (trials, X, A, A)
+        ``counts[t, x, w, l]`` is the number of samples of data set ``t`` with prompt ``x``,
+        preferred response ``w`` (:math:`a^+`) and dispreferred response ``l`` (:math:`a^-`).
+    """
+
+    counts: np.ndarray
+
+    def __post_init__(self) -> None:
+        c = np.asarray(self.counts)
+        if c.ndim != 4 or c.shape[2] != c.shape[3]:
+            raise ValueError(f"counts: expected shape (trials, X, A, A), got {c.shape}")
+        if not np.issubdtype(c.dtype, np.integer):
+            if not np.all(np.equal(np.mod(c, 1), 0)):
+                raise ValueError("counts: entries must be integers")
+            c = c.astype(np.int64)
+        if (c < 0).any():
+            raise ValueError("counts: entries must be non-negative")
+        totals = c.reshape(c.shape[0], -1).sum(1)
+        if c.shape[0] < 1 or (totals < 1).any() or (totals != totals[0]).any():
+            raise ValueError(f"counts: every trial must hold the same number n >= 1 of samples, got {totals[:5]}")
+        object.__setattr__(self, "counts", c)
+
+    @property
+    def trials(self) -> int:
+        """Number of independent data sets."""
+        return int(self.counts.shape[0])
+
+    @property
+    def n(self) -> int:
+        """Samples per data set."""
+        return int(self.counts[0].sum())
+
+    @property
+    def n_prompts(self) -> int:
+        return int(self.counts.shape[1])
+
+    @property
+    def n_responses(self) -> int:
+        return int(self.counts.shape[2])
+
+    @property
+    def prompt_counts(self) -> np.ndarray:
+        """``m[t, x]``: number of samples with prompt ``x`` in data set ``t``."""
+        return self.counts.sum(axis=(2, 3))
+
+    @property
+    def flat(self) -> np.ndarray:
+        """Counts reshaped to ``(trials, X*A*A)``, the layout of the loss tables."""
+        return self.counts.reshape(self.trials, -1)
+
+    def samples(self, trial: int = 0) -> list[tuple[int, int, int]]:
+        """Expand one data set back into an explicit list of ``(x, a_plus, a_minus)`` (sorted)."""
+        idx = np.argwhere(self.counts[trial] > 0)
+        out: list[tuple[int, int, int]] = []
+        for x, w, l in idx:
+            out.extend([(int(x), int(w), int(l))] * int(self.counts[trial, x, w, l]))
+        return out
+
+    @classmethod
+    def from_samples(
+        cls, samples: Iterable[tuple[int, int, int]], n_prompts: int, n_responses: int
+    ) -> PreferenceData:
+        """Build one data set (``trials = 1``) from a list of ``(x, a_plus, a_minus)``."""
+        arr = np.asarray(list(samples), dtype=np.int64)
+        if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] < 1:
+            raise ValueError("samples: expected a non-empty list of (x, a_plus, a_minus) triples")
+        if (arr[:, 0] < 0).any() or (arr[:, 0] >= n_prompts).any():
+            raise ValueError(f"samples: prompt index outside [0, {n_prompts})")
+        if (arr[:, 1:] < 0).any() or (arr[:, 1:] >= n_responses).any():
+            raise ValueError(f"samples: response index outside [0, {n_responses})")
+        counts = np.zeros((1, n_prompts, n_responses, n_responses), dtype=np.int64)
+        np.add.at(counts, (0, arr[:, 0], arr[:, 1], arr[:, 2]), 1)
+        return cls(counts)
