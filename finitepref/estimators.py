@@ -10,7 +10,8 @@ or, for eqs. 1/16, the whole objective), evaluated exactly over responses. So an
 build the table ``[ell | g]`` of shape ``(K, X*A*A + X)`` once from :mod:`finitepref.losses`,
 multiply by all trials' statistics ``(trials, X*A*A + X)`` in one matrix product, take the argmin
 over ``K``. Chunked over ``K`` (memory stays bounded for :math:`|\Pi| = 10^6`); the cost per trial
-is free of ``n``. Ties go to the lowest policy index.
+is free of ``n``. Ties go to the lowest policy index (objective values equal to 1e-12 relative, the
+rounding of the matrix product, count as ties).
 
 Estimators that take a fitted reward per trial (eqs. 10, 11, 16, 1) stay one matrix product for
 all trials, whatever the rewards: eq. (11) is affine in its synthetic label, eq. (10) quadratic
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 _TARGET_BYTES = 256 * 2**20
+_TIE_RTOL = 1e-12
 
 
 # ---------------------------------------------------------------------- table builders
@@ -158,19 +160,23 @@ def _chunk_size(n_columns: int, n_trials: int, chunk_size: int | None) -> int:
 
 
 def _argmin(build: Callable[[slice], Tensor], n_rows: int, stats: Tensor, chunk_size: int | None) -> np.ndarray:
-    """Row index minimising ``build(rows) @ stats.T`` for every trial; the lowest index wins ties."""
+    """Row index minimising ``build(rows) @ stats.T`` for every trial; the lowest index wins ties.
+
+    A matrix product may round two identical rows differently (their position changes the summation
+    order), so values within ``_TIE_RTOL`` (relative) of the minimum count as ties.
+    """
     chunk = _chunk_size(stats.shape[1], stats.shape[0], chunk_size)
     best_val = torch.full((stats.shape[0],), float("inf"), dtype=torch.float64, device=stats.device)
     best_idx = torch.zeros(stats.shape[0], dtype=torch.int64, device=stats.device)
     stats_t = stats.T.contiguous()
     for start in range(0, n_rows, chunk):
-        table = build(slice(start, min(start + chunk, n_rows)))
-        values = table @ stats_t
-        values = torch.nan_to_num(values, nan=float("inf"))
-        val, idx = values.min(dim=0)
-        better = val < best_val
+        values = build(slice(start, min(start + chunk, n_rows))) @ stats_t
+        val = values.min(dim=0).values
+        first = (values <= val + _TIE_RTOL * val.abs()).to(torch.uint8).argmax(dim=0)
+        margin = torch.where(torch.isinf(best_val), torch.zeros_like(best_val), _TIE_RTOL * best_val.abs())
+        better = val < best_val - margin
         best_val = torch.where(better, val, best_val)
-        best_idx = torch.where(better, idx + start, best_idx)
+        best_idx = torch.where(better, first + start, best_idx)
     return best_idx.cpu().numpy()
 
 

@@ -5,11 +5,10 @@ independently; :math:`a` is preferred with probability
 :math:`\mathbb P_*(a\succ b\mid x) = \sigma(\gamma\ln\pi^*(a\mid x) - \gamma\ln\pi^*(b\mid x))`;
 then :math:`(a^+, a^-)` is the ordered pair. The exact law of :math:`(x, a^+, a^-)` is therefore
 
-.. math:: \mathbb P(x, w, l) = \mathcal D(x)\,\mu(w\mid x)\,\mu(l\mid x)\,
-          \bigl(1 + \mathbf 1_{w\neq l}\bigr)\,\mathbb P_*(w\succ l\mid x)
+.. math:: \mathbb P(x, w, l) = 2\,\mathcal D(x)\,\mu(w\mid x)\,\mu(l\mid x)\,\mathbb P_*(w\succ l\mid x)
 
-(the pair :math:`\{w, l\}` can be drawn in two orders; a tie :math:`w = l` has preference 1/2
-either way). A data set of size ``n`` is summarised without loss by its counts over the
+(for :math:`w\ne l` the pair :math:`\{w, l\}` is drawn in two orders; a tie :math:`w = l` is drawn in
+one, but then either label gives the same ordered pair, and :math:`2\cdot\mathbb P_*(w\succ w) = 1`). A data set of size ``n`` is summarised without loss by its counts over the
 ``X*A*A`` cells, which one multinomial draw per trial produces at a cost free of ``n``.
 """
 
@@ -42,13 +41,12 @@ def preference_probs(log_pi: torch.Tensor, gamma: float) -> torch.Tensor:
 def pair_law(prompt_probs: torch.Tensor, mu: torch.Tensor, log_pi_star: torch.Tensor, gamma: float) -> torch.Tensor:
     r"""Exact law of :math:`(x, a^+, a^-)` under Section 2's sampling, shape ``(X, A, A)``.
 
-    .. math:: \mathbb P(x, w, l) = \mathcal D(x)\,\mu(w\mid x)\,\mu(l\mid x)\,(1+\mathbf 1_{w\ne l})\,
-              \mathbb P_*(w\succ l\mid x).
+    .. math:: \mathbb P(x, w, l) = 2\,\mathcal D(x)\,\mu(w\mid x)\,\mu(l\mid x)\,\mathbb P_*(w\succ l\mid x).
+
+    (Ties :math:`w = l` get :math:`\mathcal D(x)\mu(w\mid x)^2`, since :math:`\mathbb P_*(w\succ w) = 1/2`.)
     """
     pref = preference_probs(log_pi_star, gamma)
-    n_resp = mu.shape[-1]
-    multiplicity = 2.0 - torch.eye(n_resp, dtype=mu.dtype, device=mu.device)
-    return prompt_probs[:, None, None] * mu[:, :, None] * mu[:, None, :] * multiplicity * pref
+    return 2.0 * prompt_probs[:, None, None] * mu[:, :, None] * mu[:, None, :] * pref
 
 
 def sample_counts(law: np.ndarray, n: int, trials: int, rng: np.random.Generator) -> np.ndarray:

@@ -7,7 +7,12 @@ environment variable is set) and ``dev`` (random exploration). Select explicitly
 
 import os
 
-from hypothesis import HealthCheck, settings
+# Headless plotting, offline Hugging Face, deterministic tokenizers: the same under CI and by hand.
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "ci",
