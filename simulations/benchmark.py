@@ -1,0 +1,173 @@
+r"""Performance of the exact estimators, as ratios measured in one run on one machine.
+
+The design (DESIGN.md, "Data flow"): an estimator is a loss table ``(K, X*A*A + X)`` built once from
+:mod:`finitepref.losses`, one matrix product with the counts of all trials, and an argmin. This
+script checks the four claims of that design on the default problem (K = 40,401):
+
+1. against a naive evaluation of eq. (4) sample by sample (every sample's loss for every policy,
+   vectorised over policies and samples in torch, summed), per trial, at n = 10^4 and 10^5: the
+   ratio must be >= 1000;
+2. against a bare float64 matrix product of the same shape ``(K, C) @ (C, trials)`` (the roofline of
+   this design): within 2x;
+3. cost free of n: time at n = 10^6 over time at n = 10 must be <= 1.2;
+4. peak memory at |Pi| = 10^6 (chunked over the class), measured as the peak resident set size of a
+   fresh subprocess that builds the problem and runs :func:`finitepref.estimators.pmle`: <= 4 GiB.
+
+Timings are medians of ``repeats`` runs after a warm-up. Run ``python -m simulations.benchmark``
+(about 2 minutes) or ``--quick`` (smaller n for the naive baseline and K = 250,000 for memory).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import finitepref as fp
+from simulations import common
+
+
+@dataclass(frozen=True)
+class Config:
+    """Benchmark configuration.
+
+    seed: seed of the data sets
+    out: output folder (benchmark.json)
+    resolution: net spacing of the default problem (0.01 gives K = 40,401)
+    trials: trials per estimator call
+    naive_n: sample sizes for the naive per-sample baseline
+    repeats: timed repetitions (median reported)
+    memory_resolution: net spacing for the memory check (0.002 gives K = 1,002,001)
+    """
+
+    seed: int = 0
+    out: Path = Path("results/benchmark")
+    resolution: float = 0.01
+    trials: int = 1000
+    naive_n: tuple[int, ...] = (10_000, 100_000)
+    repeats: int = 3
+    memory_resolution: float = 0.002
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(naive_n=(1_000, 10_000), repeats=2, memory_resolution=0.004, out=Path("results/benchmark_quick"))
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def naive_pmle_objective(prob: fp.ToyProblem, samples: np.ndarray, chunk: int = 256) -> torch.Tensor:
+    r"""Eq. (4) read directly: :math:`\sum_i -\ln\sigma(\gamma\ln\pi(a_i^+\mid x_i)/\pi(a_i^-\mid x_i))` for every policy.
+
+    ``samples`` is an ``(n, 3)`` int array of ``(x, a+, a-)``. Cost O(K n).
+    """
+    x, w, l = (torch.as_tensor(samples[:, j]) for j in range(3))
+    total = torch.zeros(prob.n_policies, dtype=torch.float64)
+    for start in range(0, len(x), chunk):
+        sl = slice(start, start + chunk)
+        lp_w = prob.log_policies[:, x[sl], w[sl]]
+        lp_l = prob.log_policies[:, x[sl], l[sl]]
+        total += fp.losses.pmle_loss(lp_w, lp_l, prob.gamma).sum(1)
+    return total
+
+
+def _peak_rss_gib() -> float:
+    """Peak resident set size of this process image (VmHWM; unlike ru_maxrss it is not inherited across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _memory_child(resolution: float, trials: int, seed: int) -> None:
+    prob = fp.ToyProblem.loglinear_grid(resolution=resolution, seed=seed)
+    data = prob.sample(10_000, trials, seed=seed)
+    idx = fp.estimators.pmle(prob, data)
+    print(json.dumps({"n_policies": prob.n_policies, "peak_rss_gib": _peak_rss_gib(),
+                      "mean_kl": float(prob.forward_kl(idx).mean())}))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = common.parse_config(Config, argv, description=__doc__.split("\n\n")[0])
+    prob = fp.ToyProblem.loglinear_grid(resolution=cfg.resolution, seed=cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    results: dict = {"n_policies": prob.n_policies, "trials": cfg.trials, "threads": torch.get_num_threads()}
+
+    # 3. cost free of n
+    data_small = prob.sample(10, cfg.trials, seed=rng)
+    data_large = prob.sample(1_000_000, cfg.trials, seed=rng)
+    t_small = _median_time(lambda: fp.estimators.pmle(prob, data_small), cfg.repeats)
+    t_large = _median_time(lambda: fp.estimators.pmle(prob, data_large), cfg.repeats)
+    results["time_pmle_n10_s"], results["time_pmle_n1e6_s"] = t_small, t_large
+    results["ratio_n1e6_over_n10"] = t_large / t_small
+
+    # 2. roofline: a bare matrix product of the same shape
+    n_cols = data_large.flat.shape[1] + data_large.n_prompts
+    a = torch.randn(prob.n_policies, n_cols, dtype=torch.float64)
+    b = torch.randn(n_cols, cfg.trials, dtype=torch.float64)
+    t_mm = _median_time(lambda: a @ b, cfg.repeats)
+    results["time_matmul_s"] = t_mm
+    results["ratio_pmle_over_matmul"] = t_large / t_mm
+
+    # 1. naive per-sample evaluation, one trial
+    per_trial = t_large / cfg.trials
+    results["naive"] = {}
+    for n in cfg.naive_n:
+        data = prob.sample(int(n), 1, seed=rng)
+        samples = np.asarray(data.samples(0))
+        t_naive = _median_time(lambda s=samples: naive_pmle_objective(prob, s), 1)
+        naive_idx = int(torch.argmin(naive_pmle_objective(prob, samples)))
+        exact_idx = int(fp.estimators.pmle(prob, data)[0])
+        results["naive"][str(n)] = {"time_naive_per_trial_s": t_naive, "time_pmle_per_trial_s": per_trial,
+                                    "speedup": t_naive / per_trial, "same_argmin": naive_idx == exact_idx}
+
+    # 4. peak memory at |Pi| ~ 1e6, in a fresh process
+    child = subprocess.run(
+        [sys.executable, "-c", "from simulations.benchmark import _memory_child as m; "
+         f"m({cfg.memory_resolution!r}, {cfg.trials}, {cfg.seed})"],
+        capture_output=True, text=True, check=True)
+    results["memory"] = json.loads(child.stdout.strip().splitlines()[-1])
+
+    checks = {
+        "naive_speedup_>=_1000": all(v["speedup"] >= 1000 for v in results["naive"].values()),
+        "within_2x_of_matmul": results["ratio_pmle_over_matmul"] <= 2.0,
+        "cost_free_of_n_(<=1.2)": results["ratio_n1e6_over_n10"] <= 1.2,
+        "peak_memory_<=_4GiB": results["memory"]["peak_rss_gib"] <= 4.0,
+    }
+    results["checks"] = checks
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "benchmark.json").write_text(json.dumps(common.to_jsonable(
+        {"results": results, "config": cfg, "versions": common.versions()}), indent=2) + "\n")
+
+    print(f"K = {prob.n_policies}, trials = {cfg.trials}, torch threads = {results['threads']}")
+    for n, v in results["naive"].items():
+        print(f"  naive eq. (4) per trial at n={n}: {v['time_naive_per_trial_s']:.3g} s; exact-argmin per trial: "
+              f"{v['time_pmle_per_trial_s']:.3g} s; speedup {v['speedup']:.0f}x; same argmin: {v['same_argmin']}")
+    print(f"  pmle {t_large:.3f} s vs bare matmul {t_mm:.3f} s: ratio {results['ratio_pmle_over_matmul']:.2f}")
+    print(f"  pmle at n=1e6 {t_large:.3f} s vs n=10 {t_small:.3f} s: ratio {results['ratio_n1e6_over_n10']:.3f}")
+    mem = results["memory"]
+    print(f"  peak RSS at |Pi| = {mem['n_policies']}: {mem['peak_rss_gib']:.2f} GiB")
+    for name, ok in checks.items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
