@@ -1,0 +1,300 @@
+"""Data loaders for TL;DR and UltraFeedback, from the hub or from local files of the same schema.
+
+Schemas (column names as published on the Hugging Face hub):
+
+* ``tldr_sft`` -- ``vwxyzjn/summarize_from_feedback_tldr_3_filtered_oai_preprocessing_1706381144``
+  (splits train 116722 / validation 6447 / test 6553): ``query`` (the OAI-formatted
+  "SUBREDDIT: ... TITLE: ... POST: ... TL;DR:" prompt, at most 512 tokens), ``reference_response``
+  (the human summary). The pre-tokenised ``query_token`` / ``reference_response_token`` columns are
+  Pythia-specific and are not used: text is re-tokenised with the run's tokenizer.
+* ``tldr_preference`` -- ``vwxyzjn/summarize_from_feedback_oai_preprocessing_1706381144``
+  (train / validation): ``query``, ``chosen``, ``rejected`` (response strings).
+* ``ultrafeedback`` -- ``HuggingFaceH4/ultrafeedback_binarized`` (splits ``train_prefs``,
+  ``test_prefs``, ...; ``prompt`` string, ``chosen`` / ``rejected`` chat-message lists whose last
+  ``assistant`` message is the response) and ``GitBag/ultrafeedback_llama3_eurus`` (``prompt``).
+  Prompts are formatted with the tokenizer's chat template when it has one.
+
+A row is *malformed* when a required column is missing, not a string (or message list), or empty.
+By default a malformed row raises :class:`MalformedRowError` naming the file (or dataset) and the
+row (``line N``, 1-based, for JSONL; ``row N``, 0-based, for parquet, JSON lists and hub datasets); with ``data.skip_malformed`` it is skipped and counted (:attr:`Records.skipped`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import DataConfig
+
+HUB_SCHEMAS = {
+    "vwxyzjn/summarize_from_feedback_tldr_3_filtered_oai_preprocessing_1706381144": "tldr_sft",
+    "vwxyzjn/summarize_from_feedback_oai_preprocessing_1706381144": "tldr_preference",
+    "HuggingFaceH4/ultrafeedback_binarized": "ultrafeedback",
+    "GitBag/ultrafeedback_llama3_eurus": "ultrafeedback",
+}
+TLDR_SFT = "vwxyzjn/summarize_from_feedback_tldr_3_filtered_oai_preprocessing_1706381144"
+
+
+class MalformedRowError(ValueError):
+    """A data row lacks a required column or has the wrong type."""
+
+
+@dataclass
+class Records:
+    """Normalised rows: ``prompt`` always, ``response`` (SFT) or ``chosen``/``rejected``."""
+
+    rows: list[dict]
+    origin: str
+    skipped: int = 0
+    skipped_rows: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _read_file(path: Path, skip: bool) -> tuple[list[tuple[int, dict | None]], int]:
+    """(row number, row) pairs; JSONL rows are numbered by line (1-based), parquet rows 0-based."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pandas as pd
+
+        df = pd.read_parquet(path)
+        return list(enumerate(df.to_dict(orient="records"))), 0
+    if suffix == ".json":
+        with open(path) as f:
+            data = json.load(f)
+        if not isinstance(data, list):
+            raise MalformedRowError(f"{path}: a .json file must hold a list of rows")
+        return list(enumerate(data)), 0
+    if suffix in (".jsonl", ".ndjson"):
+        out, bad = [], 0
+        with open(path) as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    out.append((lineno, json.loads(line)))
+                except json.JSONDecodeError as e:
+                    if not skip:
+                        raise MalformedRowError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from None
+                    out.append((lineno, None))
+                    bad += 1
+        return out, bad
+    raise ValueError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .json or .parquet)")
+
+
+def _read_hub(dataset_id: str, split: str) -> list[tuple[int, dict]]:
+    try:
+        import datasets  # noqa: F401
+        from datasets import load_dataset
+    except ImportError as e:
+        raise ImportError(
+            f"loading {dataset_id!r} from the Hugging Face hub needs the 'datasets' package "
+            "(pip install datasets), or download it and pass a local .jsonl/.parquet file"
+        ) from e
+    ds = load_dataset(dataset_id, split=split)
+    return list(enumerate(ds))
+
+
+def _as_text(value, col: str) -> str:
+    if isinstance(value, str) and value.strip():
+        return value
+    raise KeyError(col)
+
+
+def _last_assistant(messages, col: str) -> str:
+    if isinstance(messages, str):
+        return _as_text(messages, col)
+    try:
+        msgs = list(messages)
+        for m in reversed(msgs):
+            if m.get("role") == "assistant":
+                return _as_text(m.get("content"), col)
+    except (TypeError, AttributeError):
+        pass
+    raise KeyError(col)
+
+
+def _prompt_text(value, col: str):
+    """A prompt is a string or a list of chat messages (returned as given)."""
+    if isinstance(value, str) and value.strip():
+        return value
+    try:
+        msgs = [dict(m) for m in value]
+        if msgs and all(isinstance(m.get("content"), str) for m in msgs):
+            return msgs
+    except (TypeError, ValueError, AttributeError):
+        pass
+    raise KeyError(col)
+
+
+def _normalise(row: dict, schema: str, kind: str) -> dict:
+    """Map one raw row to ``{'prompt', 'response'?, 'chosen'?, 'rejected'?}``; KeyError(col) if bad."""
+    if not isinstance(row, dict):
+        raise KeyError("<row is not a mapping>")
+    if schema in ("tldr_sft", "tiny_sft", "tldr_preference", "tiny_preference"):
+        if "query" not in row:
+            raise KeyError("query")
+        out = {"prompt": _as_text(row["query"], "query")}
+        if kind == "sft":
+            if "reference_response" not in row:
+                raise KeyError("reference_response")
+            out["response"] = _as_text(row["reference_response"], "reference_response")
+        elif kind == "preference":
+            for c in ("chosen", "rejected"):
+                if c not in row:
+                    raise KeyError(c)
+                out[c] = _as_text(row[c], c)
+        elif kind == "prompt" and isinstance(row.get("reference_response"), str):
+            out["response"] = row["reference_response"]
+        return out
+    if schema == "ultrafeedback":
+        if "prompt" not in row:
+            raise KeyError("prompt")
+        out = {"prompt": _prompt_text(row["prompt"], "prompt")}
+        if kind in ("preference", "sft"):
+            for c in ("chosen", "rejected"):
+                if c not in row:
+                    raise KeyError(c)
+                out[c] = _last_assistant(row[c], c)
+            if kind == "sft":
+                out["response"] = out["chosen"]
+        return out
+    raise ValueError(f"unknown schema {schema!r}")
+
+
+def infer_schema(cfg: DataConfig, kind: str) -> str:
+    if cfg.schema:
+        return cfg.schema
+    if cfg.source in HUB_SCHEMAS:
+        return HUB_SCHEMAS[cfg.source]
+    if cfg.source == "tiny":
+        return "tiny_preference" if kind == "preference" else "tiny_sft"
+    return "tldr_preference" if kind == "preference" else "tldr_sft"
+
+
+def load_records(cfg: DataConfig, kind: str, source: str | None = None, split: str | None = None,
+                 seed: int = 0) -> Records:
+    """Load and normalise rows.
+
+    Parameters
+    ----------
+    cfg : DataConfig
+    kind : {'sft', 'preference', 'prompt'}
+        What the stage needs: (prompt, response), (prompt, chosen, rejected), or prompts (with the
+        reference response when the schema has one).
+    source, split : optional overrides of ``cfg.source`` / ``cfg.split``.
+    """
+    source = source or cfg.source
+    split = split or cfg.split
+    schema = infer_schema(DataConfig(**{**cfg.__dict__, "source": source}), kind)
+    skipped, skipped_rows, bad_json = 0, [], 0
+    if source == "tiny":
+        from .tiny import tiny_rows
+
+        pairs = list(enumerate(tiny_rows(schema, cfg.tiny_size, seed=seed + (0 if split == "train" else 1))))
+        origin = f"tiny:{schema}"
+    elif Path(source).is_file():
+        pairs, bad_json = _read_file(Path(source), cfg.skip_malformed)
+        origin = str(source)
+    else:
+        pairs = _read_hub(source, split)
+        origin = f"{source}[{split}]"
+    unit = "line" if Path(source).suffix.lower() in (".jsonl", ".ndjson") and Path(source).is_file() else "row"
+    rows = []
+    for i, raw in pairs:
+        if raw is None:
+            skipped += 1
+            skipped_rows.append(i)
+            continue
+        try:
+            rows.append(_normalise(raw, schema, kind))
+        except KeyError as e:
+            if not cfg.skip_malformed:
+                raise MalformedRowError(
+                    f"{origin}: {unit} {i}: column {e.args[0]!r} is missing, empty or of the wrong type "
+                    f"(schema {schema}); set data.skip_malformed=true to skip such rows"
+                ) from None
+            skipped += 1
+            skipped_rows.append(i)
+        if cfg.max_samples is not None and len(rows) >= cfg.max_samples:
+            break
+    if not rows:
+        raise MalformedRowError(f"{origin}: no usable rows (skipped {skipped})")
+    return Records(rows=rows, origin=origin, skipped=skipped, skipped_rows=skipped_rows)
+
+
+# --------------------------------------------------------------------------- tokenisation
+
+
+def encode_prompt(tokenizer, prompt, max_length: int) -> list[int]:
+    """Token ids of a prompt, keeping the last ``max_length`` tokens (left truncation).
+
+    Chat-message prompts go through the tokenizer's chat template with a generation prompt.
+    """
+    if isinstance(prompt, list) or getattr(tokenizer, "chat_template", None):
+        msgs = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        if getattr(tokenizer, "chat_template", None):
+            text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        else:
+            ids = tokenizer("\n".join(m["content"] for m in msgs), add_special_tokens=False)["input_ids"]
+    else:
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    return list(ids[-max_length:])
+
+
+def encode_response(tokenizer, text: str, max_length: int) -> list[int]:
+    """Token ids of a response followed by EOS (a trailing EOS string is not doubled), truncated
+    to ``max_length`` tokens (a truncated response keeps no EOS)."""
+    eos = tokenizer.eos_token
+    if eos and text.endswith(eos):
+        text = text[: -len(eos)]
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    return ids[:max_length]
+
+
+def pad(seqs: list[list[int]], pad_id: int, side: str, length: int | None = None):
+    """Pad to a common length on ``side``; returns (ids, mask) int64 tensors."""
+    n = max(len(s) for s in seqs) if length is None else length
+    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), n), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        s = s[:n]
+        if side == "left":
+            ids[i, n - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, n - len(s):] = 1
+        else:
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+    return ids, mask
+
+
+class Encoded:
+    """Pre-tokenised rows: lists of token ids, padded on demand by :meth:`batch`."""
+
+    def __init__(self, records: Records, tokenizer, cfg: DataConfig, kind: str):
+        self.kind = kind
+        self.pad_id = tokenizer.pad_token_id
+        self.prompts = [encode_prompt(tokenizer, r["prompt"], cfg.max_prompt_length) for r in records.rows]
+        self.cols: dict[str, list[list[int]]] = {}
+        names = {"sft": ["response"], "preference": ["chosen", "rejected"], "prompt": []}[kind]
+        for c in names:
+            self.cols[c] = [encode_response(tokenizer, r[c], cfg.max_response_length) for r in records.rows]
+        if kind == "prompt" and all("response" in r for r in records.rows):
+            self.cols["response"] = [encode_response(tokenizer, r["response"], cfg.max_response_length)
+                                     for r in records.rows]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        """Prompts left-padded, responses right-padded, each to the batch maximum."""
+        out = {}
+        out["prompt_ids"], out["prompt_mask"] = pad([self.prompts[i] for i in idx], self.pad_id, "left")
+        for c, seqs in self.cols.items():
+            out[f"{c}_ids"], out[f"{c}_mask"] = pad([seqs[i] for i in idx], self.pad_id, "right")
+        return out

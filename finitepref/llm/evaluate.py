@@ -1,0 +1,226 @@
+r"""Evaluation with Table 2's columns: win-rate against the reference responses, reward-model score,
+and sequence-level :math:`\mathrm{KL}(\pi\|\pi_0)`.
+
+For each evaluation prompt a response is sampled from the policy; its reward is the reward model's
+score (missing-EOS rule and normalisation included); the KL estimate is
+:math:`\ln\pi(a\mid x) - \ln\pi_0(a\mid x)` summed over tokens, averaged over prompts (an unbiased
+estimate of the sequence-level KL); the win-rate compares the sampled response with the dataset's
+reference response through a :class:`PairwiseJudge`:
+
+* :class:`RewardModelJudge` -- the response with the higher reward wins (ties count one half);
+* :class:`OpenAIJudge` -- an OpenAI-compatible chat-completions endpoint (e.g. GPT-4) with a TL;DR
+  comparison prompt; A/B order is shuffled per comparison. Uses :mod:`urllib` only.
+
+Results are written as CSV: one row per prompt (``samples.csv``) and a one-row summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import re
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import Config
+from .data import Encoded, load_records
+from .logprobs import sequence_logprobs
+from .models import Sampler, load_causal_lm, load_reward_model, load_tokenizer
+
+JUDGE_PROMPT = """You will compare two candidate summaries of the same Reddit post.
+Prefer the summary that states the post's central points faithfully and compactly; penalise
+invented facts, missing key information, and filler.
+
+Post:
+{post}
+
+Summary A:
+{a}
+
+Summary B:
+{b}
+
+Write one short sentence explaining your comparison. Then, on the final line, write exactly
+"Preferred: A" or "Preferred: B"."""
+
+
+class PairwiseJudge:
+    """``judge(prompts, first, second) -> list of 1.0 (first wins), 0.0, 0.5 (tie) or None (failed)``."""
+
+    def __call__(self, prompts: list[str], first: list[str], second: list[str]) -> list[float | None]:
+        raise NotImplementedError
+
+
+class RewardModelJudge(PairwiseJudge):
+    """The response with the higher reward-model score wins (ties count one half).
+
+    ``score_fn(prompts, responses) -> (B,) tensor`` scores texts; :func:`evaluate` instead compares
+    the scores it has already computed (:meth:`compare`)."""
+
+    def __init__(self, score_fn: Callable[[list[str], list[str]], torch.Tensor] | None = None):
+        self.score_fn = score_fn
+
+    @staticmethod
+    def compare(s1: list[float], s2: list[float]) -> list[float]:
+        return [1.0 if a > b else 0.0 if a < b else 0.5 for a, b in zip(s1, s2, strict=True)]
+
+    def __call__(self, prompts, first, second):
+        return self.compare(self.score_fn(prompts, first).tolist(), self.score_fn(prompts, second).tolist())
+
+
+def parse_verdict(text: str) -> str | None:
+    """'A' or 'B' from the judge's answer: the last ``Preferred: X``, else a final line ``A``/``B``."""
+    hits = re.findall(r"preferred\s*[:\-]\s*\**\s*([AB])\b", text, flags=re.IGNORECASE)
+    if hits:
+        return hits[-1].upper()
+    lines = [ln.strip().strip("*.\"' ") for ln in text.strip().splitlines() if ln.strip()]
+    if lines and lines[-1].upper() in ("A", "B"):
+        return lines[-1].upper()
+    return None
+
+
+def urllib_transport(url: str, headers: dict, body: bytes, timeout: float = 60.0) -> dict:
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (user-configured endpoint)
+        return json.loads(resp.read().decode("utf-8"))
+
+
+@dataclass
+class OpenAIJudge(PairwiseJudge):
+    """An OpenAI-compatible ``/chat/completions`` judge.
+
+    ``endpoint`` defaults to ``$FINITEPREF_JUDGE_URL`` or ``https://api.openai.com/v1``; the key is
+    read from the environment variable ``api_key_env``. ``transport(url, headers, body) -> dict`` is
+    injectable (tests use a fake one).
+    """
+
+    model: str = "gpt-4"
+    endpoint: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    seed: int = 0
+    transport: Callable[[str, dict, bytes], dict] = urllib_transport
+    temperature: float = 0.0
+
+    def build_request(self, post: str, a: str, b: str) -> tuple[str, dict, bytes]:
+        base = (self.endpoint or os.environ.get("FINITEPREF_JUDGE_URL") or "https://api.openai.com/v1").rstrip("/")
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        body = {
+            "model": self.model,
+            "temperature": self.temperature,
+            "messages": [{"role": "user", "content": JUDGE_PROMPT.format(post=post.strip(), a=a.strip(),
+                                                                           b=b.strip())}],
+        }
+        return f"{base}/chat/completions", headers, json.dumps(body).encode("utf-8")
+
+    def __call__(self, prompts, first, second):
+        rng = random.Random(self.seed)
+        out: list[float | None] = []
+        for post, x, y in zip(prompts, first, second, strict=True):
+            swap = rng.random() < 0.5
+            a, b = (y, x) if swap else (x, y)
+            url, headers, body = self.build_request(post, a, b)
+            try:
+                resp = self.transport(url, headers, body)
+                verdict = parse_verdict(resp["choices"][0]["message"]["content"])
+            except Exception:  # network / format failure: counted as unjudged
+                verdict = None
+            if verdict is None:
+                out.append(None)
+            else:
+                first_won = (verdict == "A") != swap
+                out.append(1.0 if first_won else 0.0)
+        return out
+
+
+def _load_any_policy(path: str, dtype: str = "float32"):
+    """A run directory (its ``model/``), a model directory, a hub id or ``tiny:*``."""
+    p = Path(path)
+    name = str(p / "model") if (p / "model").is_dir() else path
+    tok_name = name if Path(name).is_dir() else ("tiny" if name.startswith("tiny:") else name)
+    return load_causal_lm(name, dtype).eval(), load_tokenizer(tok_name)
+
+
+@torch.no_grad()
+def evaluate(cfg: Config, policy_path: str, reference_path: str, judge: str = "reward-model",
+             out_csv: str | None = None, transport=None) -> dict:
+    """Sample, score and judge ``cfg.eval.num_samples`` prompts; write CSVs; return the summary."""
+    torch.manual_seed(cfg.eval.seed)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    policy, tok = _load_any_policy(policy_path, cfg.model.dtype)
+    reference, _ = _load_any_policy(reference_path, cfg.model.dtype)
+    policy.to(dev)
+    reference.to(dev)
+    rm = load_reward_model(cfg.reward, tok)
+    rm.model.to(dev)
+    from dataclasses import replace
+
+    dcfg = replace(cfg.data, max_samples=cfg.eval.num_samples)
+    split = cfg.data.eval_split or ("test" if cfg.data.source != "tiny" else "eval")
+    recs = load_records(dcfg, "prompt", split=split, seed=cfg.train.seed)
+    enc = Encoded(recs, tok, dcfg, "prompt")
+    sampler = Sampler(cfg.generation, tok)
+    if cfg.generation.backend == "vllm":
+        import vllm  # lazily: optional dependency
+
+        p = Path(policy_path)
+        sampler.attach_vllm(vllm.LLM(model=str(p / "model") if (p / "model").is_dir() else policy_path,
+                                     dtype=cfg.model.dtype))
+    temp = cfg.generation.temperature
+    rows = []
+    for s in range(0, len(enc), cfg.eval.batch_size):
+        idx = list(range(s, min(len(enc), s + cfg.eval.batch_size)))
+        b = {k: v.to(dev) for k, v in enc.batch(idx).items()}
+        r_ids, r_mask = sampler.sample(policy, b["prompt_ids"], b["prompt_mask"])
+        lp = sequence_logprobs(policy, b["prompt_ids"], b["prompt_mask"], r_ids, r_mask, temp)["logp"]
+        lr = sequence_logprobs(reference, b["prompt_ids"], b["prompt_mask"], r_ids, r_mask, temp)["logp"]
+        score = rm.scores(b["prompt_ids"], b["prompt_mask"], r_ids, r_mask)
+        ref_score = (rm.scores(b["prompt_ids"], b["prompt_mask"], b["response_ids"], b["response_mask"])
+                     if "response_ids" in b else torch.full_like(score, float("nan")))
+        for k, i in enumerate(idx):
+            rows.append({
+                "prompt": recs.rows[i]["prompt"] if isinstance(recs.rows[i]["prompt"], str) else
+                json.dumps(recs.rows[i]["prompt"]),
+                "response": tok.decode(r_ids[k][r_mask[k].bool()], skip_special_tokens=True),
+                "reference_response": recs.rows[i].get("response", ""),
+                "rm_score": float(score[k]), "reference_rm_score": float(ref_score[k]),
+                "kl": float(lp[k] - lr[k]),
+            })
+    prompts = [r["prompt"] for r in rows]
+    if judge == "reward-model":
+        verdicts = RewardModelJudge.compare([r["rm_score"] for r in rows], [r["reference_rm_score"] for r in rows])
+    elif judge == "openai":
+        j = OpenAIJudge(model=cfg.eval.judge_model, endpoint=cfg.eval.judge_endpoint,
+                        api_key_env=cfg.eval.judge_api_key_env, seed=cfg.eval.seed,
+                        **({"transport": transport} if transport else {}))
+        verdicts = j(prompts, [r["response"] for r in rows], [r["reference_response"] for r in rows])
+    else:
+        raise ValueError(f"unknown judge {judge!r}; use reward-model or openai")
+    for r, v in zip(rows, verdicts, strict=True):
+        r["win"] = "" if v is None else v
+    judged = [v for v in verdicts if v is not None]
+    summary = {
+        "policy": policy_path, "reference": reference_path, "judge": judge, "n": len(rows),
+        "win_rate": sum(judged) / len(judged) if judged else float("nan"), "n_judged": len(judged),
+        "rm_score": sum(r["rm_score"] for r in rows) / len(rows),
+        "kl": sum(r["kl"] for r in rows) / len(rows),
+    }
+    out = Path(out_csv) if out_csv else Path(policy_path) / "eval.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(summary))
+        w.writeheader()
+        w.writerow(summary)
+    with open(out.with_name(out.stem + "_samples.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return summary

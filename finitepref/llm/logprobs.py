@@ -1,0 +1,149 @@
+r"""Sequence log-probabilities :math:`\ln\pi(a\mid x) = \sum_t \ln\pi(a_t\mid x, a_{<t})`.
+
+One padded forward of the concatenation [prompt; response]: prompts are moved to left padding,
+responses to right padding (so the real tokens are contiguous), position ids count real tokens
+only, logits are shifted by one, divided by the sampling temperature, log-softmaxed, gathered at
+the response tokens and masked.
+
+:func:`enumerate_logprobs` evaluates the exact log-probabilities of *every* response of a fixed
+length over an allowed token set (the bridge to the exact toy core).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def to_left_padding(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Move every row's real tokens to the right end (order preserved)."""
+    order = torch.argsort(mask, dim=-1, stable=True)  # zeros first
+    return ids.gather(-1, order), mask.gather(-1, order)
+
+
+def to_right_padding(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Move every row's real tokens to the left end (order preserved)."""
+    order = torch.argsort(1 - mask, dim=-1, stable=True)  # ones first
+    return ids.gather(-1, order), mask.gather(-1, order)
+
+
+def concat(prompt_ids, prompt_mask, response_ids, response_mask):
+    """[left-padded prompt; right-padded response], mask and position ids."""
+    p_ids, p_mask = to_left_padding(prompt_ids, prompt_mask)
+    r_ids, r_mask = to_right_padding(response_ids, response_mask)
+    ids = torch.cat([p_ids, r_ids], dim=1)
+    mask = torch.cat([p_mask, r_mask], dim=1)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, pos, r_ids, r_mask
+
+
+def forward_logits(model, ids: Tensor, mask: Tensor, pos: Tensor) -> Tensor:
+    return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits
+
+
+def sequence_logprobs(
+    model,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    response_ids: Tensor,
+    response_mask: Tensor,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> dict[str, Tensor]:
+    r"""Per-token and summed log-probabilities of responses given prompts.
+
+    Parameters
+    ----------
+    prompt_ids, prompt_mask : (B, P) int tensors, any padding side.
+    response_ids, response_mask : (B, T) int tensors, any padding side.
+    temperature : float
+        Logits are divided by it before the softmax (use the sampling temperature).
+    with_entropy : bool
+        Also return the per-token entropy of the temperature-scaled next-token distribution.
+
+    Returns
+    -------
+    dict with ``token_logp`` (B, T), zero at padding, in the order of the right-padded response;
+    ``logp`` (B,) their sum; ``mask`` (B, T) the right-padded response mask; optionally
+    ``entropy`` (B, T).
+    """
+    ids, mask, pos, r_ids, r_mask = concat(prompt_ids, prompt_mask, response_ids, response_mask)
+    P, T = prompt_ids.shape[1], response_ids.shape[1]
+    logits = forward_logits(model, ids, mask, pos)[:, P - 1: P + T - 1]
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    logits = logits / temperature
+    logz = torch.logsumexp(logits, dim=-1)
+    tok = logits.gather(-1, r_ids.unsqueeze(-1)).squeeze(-1) - logz
+    m = r_mask.to(tok.dtype)
+    out = {"token_logp": tok * m, "logp": (tok * m).sum(-1), "mask": r_mask}
+    if with_entropy:
+        p_log = logits - logz.unsqueeze(-1)
+        out["entropy"] = -(p_log.exp() * p_log).sum(-1) * m
+    return out
+
+
+def enumerate_logprobs(
+    model,
+    prompts: list[list[int]],
+    length: int,
+    allowed_token_ids: list[int],
+    max_responses: int = 4096,
+    batch_size: int = 256,
+    restrict: bool = False,
+) -> tuple[Tensor, Tensor]:
+    r"""Exact log-probabilities of every response of ``length`` tokens drawn from an allowed set.
+
+    Parameters
+    ----------
+    model : a causal LM.
+    prompts : X lists of prompt token ids.
+    length : response length L.
+    allowed_token_ids : the alphabet V; responses are all ``len(V)**L`` words, in lexicographic
+        order of their positions in ``allowed_token_ids``.
+    max_responses : refuse (``ValueError``) when ``len(V)**L`` exceeds it.
+    restrict : if True, each next-token distribution is renormalised over the allowed tokens, so
+        every row is a probability distribution over the enumerated responses; if False (default),
+        the model's full-vocabulary log-probabilities are returned (what the trainer optimises),
+        and rows sum to the mass the model puts on the enumerated set.
+
+    Returns
+    -------
+    log_probs : (X, A) float64 tensor, differentiable w.r.t. the model's parameters.
+    responses : (A, L) int64 tensor of the enumerated responses.
+    """
+    V = list(allowed_token_ids)
+    n_resp = len(V) ** length
+    if n_resp > max_responses:
+        raise ValueError(
+            f"response space has {len(V)}**{length} = {n_resp} elements, above max_responses={max_responses}"
+        )
+    responses = torch.tensor(list(itertools.product(V, repeat=length)), dtype=torch.long).reshape(n_resp, length)
+    allowed = torch.tensor(V, dtype=torch.long)
+    rows = []
+    for prompt in prompts:
+        chunks = []
+        for s in range(0, n_resp, batch_size):
+            r = responses[s: s + batch_size]
+            B = r.shape[0]
+            p = torch.tensor(prompt, dtype=torch.long).expand(B, -1)
+            ids = torch.cat([p, r], dim=1)
+            pos = torch.arange(ids.shape[1]).expand(B, -1)
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=pos,
+                           use_cache=False).logits
+            logits = logits[:, len(prompt) - 1: len(prompt) + length - 1].double()
+            if restrict:
+                logits = logits[..., allowed]
+                target = torch.searchsorted(allowed.sort().values, r)  # index in sorted allowed
+                order = allowed.argsort()
+                logits = logits[..., order]
+            else:
+                target = r
+            logp = F.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+            chunks.append(logp.sum(-1))
+        rows.append(torch.cat(chunks))
+    return torch.stack(rows), responses
