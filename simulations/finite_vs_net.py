@@ -1,0 +1,292 @@
+r"""Two regimes: a small finite class with a gap (exact recovery, exponentially fast) beside an
+epsilon-net of a log-linear family (the 1/n regime).
+
+What the paper predicts: Theorem 4 gives :math:`\mathbb E_x\mathrm{KL}(\pi^*\|\hat\pi) = O(\ln(|\Pi|/\delta)/n)`
+for any finite class. For a small class whose policies are all at a positive distance from
+:math:`\pi^*`, more is true and follows from the same likelihood-ratio argument as Proposition 12: the
+preference MLE picks a wrong policy only if its empirical log-likelihood beats :math:`\pi^*`'s, and by
+Chernoff's bound
+
+.. math:: \mathbb P(\hat\pi\ne\pi^*) \le \sum_{\pi\ne\pi^*} \mathbb P\Bigl(\textstyle\sum_i Z_\pi^{(i)} \ge 0\Bigr)
+          \le \sum_{\pi\ne\pi^*} e^{-n c_\pi},\qquad
+          c_\pi = -\ln\min_{s\in[0,1]}\mathbb E\bigl[e^{s Z_\pi}\bigr],
+
+with :math:`Z_\pi = \ln\mathbb P_\pi(a^+\succ a^-\mid x) - \ln\mathbb P_*(a^+\succ a^-\mid x)` per sample
+(:math:`s = 1/2` is the Bhattacharyya coefficient of Proposition 12's proof). So E[KL] reaches exactly
+0, :math:`\mathbb P(\hat\pi\ne\pi^*)` decays like :math:`e^{-n c_{\min}}` (times :math:`n^{-1/2}`,
+Bahadur-Rao), faster than any power of n. On a fine net the error instead follows 1/n.
+
+What this script measures, exactly: on ``ToyProblem.random`` (20 policies, spread 1) the frequency of
+:math:`\hat\pi\ne\pi^*` with Clopper-Pearson intervals over a linear grid of n, against the union
+bound; the rate fitted to :math:`\ln\mathbb P(\hat\pi\ne\pi^*) + \tfrac12\ln n` on the n where at least
+``min_wrong`` and at most 20% of the trials are wrong (a fit only inside the exponential drop) against :math:`c_{\min}`; and,
+on a log-linear net, the OLS slope of log E[KL] on log n over a declared window (no slope is ever
+fitted across the drop of the finite class).
+
+Run ``python -m simulations.finite_vs_net`` (about 1 minute on 2 cores) or ``--quick`` (under 30 s).
+Outputs in ``--out``: ``finite_vs_net.csv``, ``summary.json``, ``config.json``, ``finite_vs_net.png``/``.pdf``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from scipy import optimize, stats  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+import finitepref as fp  # noqa: E402
+from simulations import common  # noqa: E402
+
+NAME = "finite_vs_net"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Configuration of the two-regime comparison. Every field is a command-line flag (``--field-name``).
+
+    seed: master seed; every (class, n) gets an independent stream via SeedSequence.spawn
+    out: output folder
+    n_policies: size of the gapped random class
+    spread: logit noise of the gapped class (ToyProblem.random)
+    gamma: gamma of the gapped class
+    finite_trials: independent data sets per n for the gapped class
+    finite_points: number of linearly spaced n for the gapped class
+    finite_n_max: largest n of the gapped class (<= 0: chosen so that the union bound reaches 1/(10 trials))
+    min_wrong: fit the exponential rate only on n with at least this many wrong trials
+    net_resolution: spacing of the log-linear net
+    net_gamma: gamma of the log-linear net
+    net_trials: independent data sets per n for the net
+    n_min: smallest n of the net
+    n_max: largest n of the net
+    n_points: number of log-spaced n for the net
+    window_min: smallest n of the net's slope window
+    window_max: largest n of the net's slope window
+    bootstrap: resamples for CIs
+    """
+
+    seed: int = 0
+    out: Path = Path(f"results/{NAME}")
+    n_policies: int = 20
+    spread: float = 1.0
+    gamma: float = 1.0
+    finite_trials: int = 4000
+    finite_points: int = 16
+    finite_n_max: int = 0
+    min_wrong: int = 10
+    net_resolution: float = 0.01
+    net_gamma: float = 0.5
+    net_trials: int = 1000
+    n_min: float = 10
+    n_max: float = 1e5
+    n_points: int = 9
+    window_min: float = 1000
+    window_max: float = 3e4
+    bootstrap: int = 1000
+
+    @classmethod
+    def quick(cls) -> Config:
+        """Fewer trials and n, a coarser net: under 30 s on 2 cores."""
+        return cls(finite_trials=1000, finite_points=10, net_resolution=0.04, net_trials=200, n_points=5,
+                   n_max=1e4, window_min=300, window_max=1e4, bootstrap=200, out=Path(f"results/{NAME}_quick"))
+
+    def validate(self) -> None:
+        if self.n_policies < 2 or self.finite_points < 2 or self.finite_trials < 1 or self.net_trials < 1:
+            raise ValueError("n_policies >= 2, finite_points >= 2, trials >= 1 needed")
+
+
+def chernoff_rates(prob: fp.ToyProblem) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per policy: Chernoff rate :math:`c_\pi` and Bhattacharyya rate :math:`-\ln\mathbb E[e^{Z_\pi/2}]` (0 for pi*)."""
+    law = prob.law().reshape(-1)
+    law = law / law.sum()  # the sampler (preference.sample_counts) normalises the law the same way
+    w, l = prob.log_policies[:, :, :, None], prob.log_policies[:, :, None, :]
+    logp = fp.losses.preference_logit(w, l, prob.gamma)
+    z = (torch.nn.functional.logsigmoid(logp)
+         - torch.nn.functional.logsigmoid(logp[prob.star])).reshape(prob.n_policies, -1).numpy()
+    keep = law > 0
+    chern, bhat = np.zeros(prob.n_policies), np.zeros(prob.n_policies)
+    for k in range(prob.n_policies):
+        if k == prob.star:
+            continue
+
+        def log_mgf(s, zk=z[k, keep]):
+            return float(np.log(np.sum(law[keep] * np.exp(s * zk))))
+
+        res = optimize.minimize_scalar(log_mgf, bounds=(0.0, 1.0), method="bounded", options={"xatol": 1e-10})
+        chern[k] = -min(res.fun, 0.0)
+        bhat[k] = -log_mgf(0.5)
+    return chern, bhat
+
+
+def finite_sweep(prob: fp.ToyProblem, cfg: Config, ss: np.random.SeedSequence, chern: np.ndarray):
+    """Gapped class over a linear n grid."""
+    others = np.delete(chern, prob.star)
+    c_min = float(others.min())
+    n_max = cfg.finite_n_max if cfg.finite_n_max > 0 else int(np.ceil(np.log(10 * cfg.finite_trials * len(others))
+                                                                       / c_min))
+    ns = np.unique(np.linspace(max(1, n_max // cfg.finite_points), n_max, cfg.finite_points).round().astype(np.int64))
+    fwd = prob.forward_kl_table()
+    rows, wrong = [], np.empty((len(ns), cfg.finite_trials), dtype=bool)
+    for i, (n, s) in enumerate(zip(tqdm(ns, desc="gapped class", unit="n"), ss.spawn(len(ns)), strict=True)):
+        idx = fp.estimators.pmle(prob, prob.sample(int(n), cfg.finite_trials, seed=np.random.default_rng(s)))
+        wrong[i] = idx != prob.star
+        k = int(wrong[i].sum())
+        ci = stats.binomtest(k, cfg.finite_trials).proportion_ci(confidence_level=0.95, method="exact")
+        e = fwd[idx]
+        rows.append({"regime": "finite_gap", "n": int(n), "trials": cfg.finite_trials, "mean_kl": e.mean(),
+                     "ci_low": np.nan, "ci_high": np.nan, "p_correct": 1 - k / cfg.finite_trials, "n_wrong": k,
+                     "p_wrong_ci_low": ci.low, "p_wrong_ci_high": ci.high,
+                     "union_bound": float(np.minimum(1.0, np.exp(-n * others).sum())),
+                     "n_kl": n * e.mean()})
+    return pd.DataFrame(rows), wrong, c_min
+
+
+def fit_rate(ns: np.ndarray, wrong: np.ndarray, min_wrong: int, rng: np.random.Generator, resamples: int) -> dict:
+    r"""Rate c of :math:`\ln\mathbb P(\hat\pi\ne\pi^*) + \frac12\ln n = a - c n` (and without the correction), CI by resampling trials."""
+    k = wrong.sum(1)
+    win = (k >= min_wrong) & (k <= 0.2 * wrong.shape[1])  # the tail, where one competitor dominates
+    if win.sum() < 2:
+        return {"rate": None, "reason": f"fewer than two n with {min_wrong} <= wrong <= trials/5"}
+    x = ns[win].astype(np.float64)
+    p = k[win] / wrong.shape[1]
+    rate = -float(np.polyfit(x, np.log(p) + 0.5 * np.log(x), 1)[0])
+    rate_plain = -float(np.polyfit(x, np.log(p), 1)[0])
+    boots = []
+    for _ in range(resamples):
+        idx = rng.integers(wrong.shape[1], size=(win.sum(), wrong.shape[1]))
+        pb = np.take_along_axis(wrong[win], idx, axis=1).mean(1)
+        if (pb > 0).all():
+            boots.append(-np.polyfit(x, np.log(pb) + 0.5 * np.log(x), 1)[0])
+    return {"rate": rate, "rate_without_sqrt_n": rate_plain, "ci_low": float(np.quantile(boots, 0.025)),
+            "ci_high": float(np.quantile(boots, 0.975)), "window_n": x.astype(int).tolist()}
+
+
+def net_sweep(prob: fp.ToyProblem, cfg: Config, ss: np.random.SeedSequence, rng: np.random.Generator):
+    ns = common.log_grid(cfg.n_min, cfg.n_max, cfg.n_points)
+    fwd = prob.forward_kl_table()
+    rows, errs = [], np.empty((len(ns), cfg.net_trials))
+    for i, (n, s) in enumerate(zip(tqdm(ns, desc="log-linear net", unit="n"), ss.spawn(len(ns)), strict=True)):
+        idx = fp.estimators.pmle(prob, prob.sample(int(n), cfg.net_trials, seed=np.random.default_rng(s)))
+        errs[i] = fwd[idx]
+        lo, hi = common.bootstrap_mean_ci(errs[i], rng, resamples=cfg.bootstrap)
+        k = int(np.sum(idx != prob.star))
+        ci = stats.binomtest(k, cfg.net_trials).proportion_ci(confidence_level=0.95, method="exact")
+        rows.append({"regime": "net", "n": int(n), "trials": cfg.net_trials, "mean_kl": errs[i].mean(), "ci_low": lo,
+                     "ci_high": hi, "p_correct": 1 - k / cfg.net_trials, "n_wrong": k, "p_wrong_ci_low": ci.low,
+                     "p_wrong_ci_high": ci.high, "union_bound": np.nan, "n_kl": n * errs[i].mean()})
+    return pd.DataFrame(rows), errs
+
+
+def plot(table: pd.DataFrame, summary: dict, cfg: Config):
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5), constrained_layout=True)
+    ax_kl, ax_p, ax_w = axes
+    for regime, color, label in (("finite_gap", "C0", f"gapped class |Pi|={cfg.n_policies}"),
+                                 ("net", "C3", "log-linear net")):
+        t = table[table.regime == regime]
+        pos = t.mean_kl > 0
+        ax_kl.plot(t.n[pos], t.mean_kl[pos], "o-", color=color, ms=4, label=label)
+        if regime == "net":
+            ax_kl.fill_between(t.n, t.ci_low.clip(lower=1e-300), t.ci_high, color=color, alpha=0.2)
+        zero = t.n[~pos]
+        if len(zero):
+            ax_kl.axvline(zero.min(), color=color, ls=":", lw=1, label="E[KL] = 0 exactly from here")
+        ax_p.plot(t.n, t.p_correct, "o-", color=color, ms=4, label=label)
+    s = summary["net"]["slope"]
+    if s["slope"] is not None:
+        t = table[(table.regime == "net") & (table.n >= cfg.window_min) & (table.n <= cfg.window_max)]
+        ax_kl.axvspan(cfg.window_min, cfg.window_max, color="0.9", zorder=-1)
+        ax_kl.plot(t.n, t.mean_kl.iloc[0] * (t.n / t.n.iloc[0]) ** -1.0, "k--", lw=1, label="1/n")
+    ax_kl.set(xscale="log", yscale="log", xlabel="n", ylabel="E[KL(pi*||pi_hat)] (exact)",
+              title="Error vs n (grey: net's slope window)")
+    ax_p.set(xscale="log", xlabel="n", ylabel=r"P($\hat\pi=\pi^*$)", ylim=(-0.02, 1.02), title="Exact recovery")
+    t = table[table.regime == "finite_gap"]
+    pos = t.n_wrong > 0
+    ax_w.errorbar(t.n[pos], 1 - t.p_correct[pos], yerr=[(1 - t.p_correct - t.p_wrong_ci_low)[pos],
+                                                        (t.p_wrong_ci_high - 1 + t.p_correct)[pos]],
+                  fmt="o", color="C0", ms=4, capsize=2, label=r"P($\hat\pi\ne\pi^*$), 95% CP")
+    ax_w.plot(t.n, t.union_bound, "k--", lw=1, label=r"union Chernoff bound $\sum_\pi e^{-nc_\pi}$")
+    f = summary["finite_gap"]["fit"]
+    if f.get("rate") is not None:
+        x = np.array(f["window_n"], dtype=float)
+        p = t.set_index("n").loc[f["window_n"]]
+        a = np.mean(np.log(1 - p.p_correct) + 0.5 * np.log(x) + f["rate"] * x)
+        ax_w.plot(x, np.exp(a - f["rate"] * x) / np.sqrt(x), "C1-", lw=1.5,
+                  label=f"fit: rate {f['rate']:.4g} (c_min = {summary['finite_gap']['c_min']:.4g})")
+    ax_w.set(yscale="log", xlabel="n (linear)", ylabel=r"P($\hat\pi\ne\pi^*$)",
+             title="Gapped class: exponential drop")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    d = summary["finite_gap"]["problem"]
+    fig.suptitle(f"Gapped: |Pi|={d['n_policies']}, gamma={d['gamma']}, min KL gap={summary['finite_gap']['kl_gap']:.3g}"
+                 f"; net: |Pi|={summary['net']['problem']['n_policies']}, gamma={cfg.net_gamma}; seed={cfg.seed}",
+                 fontsize=10)
+    return fig
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = common.parse_config(Config, argv, description=__doc__.split("\n\n")[0])
+    ss_fin, ss_net, ss_ci = np.random.SeedSequence(cfg.seed).spawn(3)
+    rng = np.random.default_rng(ss_ci)
+    gapped = fp.ToyProblem.random(n_policies=cfg.n_policies, spread=cfg.spread, gamma=cfg.gamma, seed=cfg.seed)
+    chern, bhat = chernoff_rates(gapped)
+    t_fin, wrong, c_min = finite_sweep(gapped, cfg, ss_fin, chern)
+    fit = fit_rate(t_fin.n.to_numpy(), wrong, cfg.min_wrong, rng, cfg.bootstrap)
+    net = fp.ToyProblem.loglinear_grid(resolution=cfg.net_resolution, gamma=cfg.net_gamma, seed=cfg.seed)
+    t_net, errs = net_sweep(net, cfg, ss_net, rng)
+    table = pd.concat([t_fin, t_net], ignore_index=True)
+    ns = t_net.n.to_numpy()
+    win = (ns >= cfg.window_min) & (ns <= cfg.window_max)
+    slope = common.loglog_slope(ns[win], errs[win], rng, resamples=cfg.bootstrap)
+    gaps = np.delete(gapped.forward_kl_table(), gapped.star)
+    union_ok = bool((t_fin.p_wrong_ci_low <= t_fin.union_bound).all())
+    summary = {
+        "finite_gap": {"problem": gapped.describe(), "kl_gap": float(gaps.min()), "c_min": c_min,
+                       "bhattacharyya_min": float(np.delete(bhat, gapped.star).min()),
+                       "chernoff_rates": np.delete(chern, gapped.star).tolist(), "fit": fit,
+                       "final_p_correct": float(t_fin.p_correct.iloc[-1]),
+                       "final_mean_kl": float(t_fin.mean_kl.iloc[-1]),
+                       "first_n_all_correct": int(t_fin.n[t_fin.n_wrong == 0].min()) if (t_fin.n_wrong == 0).any()
+                       else None, "union_bound_holds": union_ok},
+        "net": {"problem": net.describe(), "slope": slope, "window": [cfg.window_min, cfg.window_max],
+                "final_p_correct": float(t_net.p_correct.iloc[-1])},
+    }
+    fig = plot(table, summary, cfg)
+    paths = common.write_outputs(cfg.out, NAME, cfg, table, summary, fig)
+    plt.close(fig)
+    fg = summary["finite_gap"]
+    print(f"gapped class: {gapped}, min KL gap {fg['kl_gap']:.4g}, Chernoff c_min {c_min:.4g} "
+          f"(Bhattacharyya {fg['bhattacharyya_min']:.4g})")
+    exact = fg["final_mean_kl"] == 0.0
+    print(f"  exact recovery: P(correct) = {fg['final_p_correct']:.4f} and E[KL] = {fg['final_mean_kl']:.3g} at "
+          f"n = {int(t_fin.n.iloc[-1])} (all trials correct from n = {fg['first_n_all_correct']}). "
+          f"{'AGREES' if exact else 'DISAGREES'} with 'E[KL] = 0 exactly once n >> 1/gap'")
+    print(f"  union Chernoff bound on P(wrong): {'AGREES (CP lower limit <= bound at every n)' if union_ok else 'DISAGREES'}")
+    if fit.get("rate") is not None:
+        inside = fit["ci_low"] <= c_min <= fit["ci_high"]
+        near = abs(fit["rate"] / c_min - 1) <= 0.2
+        print(f"  exponential rate (with n^-1/2 prefactor) {fit['rate']:.4g} [{fit['ci_low']:.4g}, {fit['ci_high']:.4g}]"
+              f" (without prefactor {fit['rate_without_sqrt_n']:.4g}) vs Chernoff c_min {c_min:.4g}: ratio "
+              f"{fit['rate'] / c_min:.3f}. {'AGREES' if inside else 'AGREES within 20%' if near else 'DISAGREES'} "
+              f"(CI {'contains' if inside else 'misses'} c_min; c_min is the n -> inf rate)")
+    else:
+        print(f"  exponential rate: not fitted ({fit['reason']})")
+    if slope["slope"] is not None:
+        inside = slope["ci_low"] <= -1 <= slope["ci_high"]
+        print(f"  net: slope of log E[KL] on log n over [{cfg.window_min:g}, {cfg.window_max:g}] = {slope['slope']:+.3f} "
+              f"[{slope['ci_low']:+.3f}, {slope['ci_high']:+.3f}]. {'AGREES' if inside else 'DISAGREES'} with 1/n")
+    else:
+        print(f"  net: no slope ({slope['reason']})")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
