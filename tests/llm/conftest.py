@@ -6,10 +6,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import accelerate  # noqa: E402,F401  (the llm extra is part of the test install: fail loudly if missing)
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
-import accelerate  # noqa: E402,F401  (the llm extra is part of the test install: fail loudly if missing)
 import transformers  # noqa: E402,F401
 
 
