@@ -168,11 +168,11 @@ def _argmin(build: Callable[[slice], Tensor], n_rows: int, stats: Tensor, chunk_
     chunk = _chunk_size(stats.shape[1], stats.shape[0], chunk_size)
     best_val = torch.full((stats.shape[0],), float("inf"), dtype=torch.float64, device=stats.device)
     best_idx = torch.zeros(stats.shape[0], dtype=torch.int64, device=stats.device)
-    stats_t = stats.T.contiguous()
     for start in range(0, n_rows, chunk):
-        values = build(slice(start, min(start + chunk, n_rows))) @ stats_t
-        val = values.min(dim=0).values
-        first = (values <= val + _TIE_RTOL * val.abs()).to(torch.uint8).argmax(dim=0)
+        # (trials, rows): the reductions below then run along contiguous memory
+        values = stats @ build(slice(start, min(start + chunk, n_rows))).T
+        val = values.min(dim=1).values
+        first = (values <= (val + _TIE_RTOL * val.abs())[:, None]).to(torch.uint8).argmax(dim=1)
         margin = torch.where(torch.isinf(best_val), torch.zeros_like(best_val), _TIE_RTOL * best_val.abs())
         better = val < best_val - margin
         best_val = torch.where(better, val, best_val)
