@@ -30,6 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from finitepref.divergences import entropy, kl
+from finitepref.losses import preference_logit
+
 __all__ = [
     "enumerate_responses", "enumerate_policy", "kl_rows", "entropy_rows", "preference_matrix",
     "exact_win_rate", "sample_preferences", "sampled_win_rate", "check_size",
@@ -103,37 +106,27 @@ def enumerate_policy(model, prompts: list[list[int]], length: int, alphabet: lis
 
 
 def kl_rows(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
-    r"""Exact :math:`\mathrm{KL}(p\|q)` per row from log-probabilities (rows of full distributions).
-
-    Uses :math:`\sum_a p_a(e^{d_a} - 1 - d_a)` with :math:`d = \ln q - \ln p` (every term
-    :math:`\ge 0`; the two forms agree because both rows sum to 1), so values near 0 keep their digits.
-    """
-    logp = np.asarray(logp, dtype=np.float64)
-    logq = np.asarray(logq, dtype=np.float64)
-    p = np.exp(logp)
-    with np.errstate(invalid="ignore", over="ignore"):
-        d = logq - logp
-        terms = np.where(p > 0, p * (np.expm1(d) - d), 0.0)
-    out = terms.sum(-1)
-    inf = np.any((p > 0) & ~np.isfinite(logq), axis=-1)
-    return np.where(inf, np.inf, np.maximum(out, 0.0))
+    r"""Exact :math:`\mathrm{KL}(p\|q)` per row from log-probabilities: :func:`finitepref.divergences.kl`."""
+    return kl(torch.as_tensor(np.asarray(logp, dtype=np.float64)),
+              torch.as_tensor(np.asarray(logq, dtype=np.float64))).numpy()
 
 
 def entropy_rows(logp: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) per row, with 0 ln 0 = 0."""
-    logp = np.asarray(logp, dtype=np.float64)
-    p = np.exp(logp)
-    return -np.where(p > 0, p * logp, 0.0).sum(-1)
+    """Shannon entropy (nats) per row, with 0 ln 0 = 0: :func:`finitepref.divergences.entropy`."""
+    return entropy(torch.as_tensor(np.asarray(logp, dtype=np.float64))).numpy()
 
 
-def _log_sigmoid(z: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(0.0, -z)
+def _pref_prob(logp_a: np.ndarray, logp_b: np.ndarray, gamma: float) -> np.ndarray:
+    r""":math:`\mathbb P(a\succ b) = \sigma(\gamma(\ln\pi^*(a) - \ln\pi^*(b)))`, eq. (3), via :mod:`finitepref.losses`."""
+    z = preference_logit(torch.as_tensor(logp_a, dtype=torch.float64), torch.as_tensor(logp_b, dtype=torch.float64),
+                         gamma)
+    return torch.sigmoid(z).numpy()
 
 
 def preference_matrix(logp_star_row: np.ndarray, gamma: float) -> np.ndarray:
     r""":math:`P_*(a \succ b \mid x) = \sigma(\gamma(\ln\pi^*(a) - \ln\pi^*(b)))`, eq. (3); (A, A)."""
-    z = gamma * (logp_star_row[:, None] - logp_star_row[None, :])
-    return np.exp(_log_sigmoid(z))
+    row = np.asarray(logp_star_row, dtype=np.float64)
+    return _pref_prob(row[:, None], row[None, :], gamma)
 
 
 def exact_win_rate(logp_pi: np.ndarray, logp_ref: np.ndarray, logp_star: np.ndarray, gamma: float,
@@ -149,7 +142,7 @@ def exact_win_rate(logp_pi: np.ndarray, logp_ref: np.ndarray, logp_star: np.ndar
         p, q, s = np.exp(logp_pi[x]), np.exp(logp_ref[x]), logp_star[x]
         acc = 0.0
         for c in range(0, A, chunk):
-            P = np.exp(_log_sigmoid(gamma * (s[c:c + chunk, None] - s[None, :])))
+            P = _pref_prob(s[c:c + chunk, None], s[None, :], gamma)
             acc += float(p[c:c + chunk] @ (P @ q))
         out[x] = acc
     return out
@@ -172,8 +165,7 @@ def sample_preferences(rng: np.random.Generator, prompt_probs: np.ndarray, logp_
         mu = mu / mu.sum()
         a[idx] = rng.choice(len(mu), size=len(idx), p=mu)
         b[idx] = rng.choice(len(mu), size=len(idx), p=mu)
-    z = gamma * (logp_star[x, a] - logp_star[x, b])
-    a_wins = rng.random(n) < np.exp(_log_sigmoid(z))
+    a_wins = rng.random(n) < _pref_prob(logp_star[x, a], logp_star[x, b], gamma)
     return x, np.where(a_wins, a, b), np.where(a_wins, b, a)
 
 
@@ -195,7 +187,7 @@ def sampled_win_rate(rng: np.random.Generator, prompt_probs: np.ndarray, logp_pi
         q = np.exp(logp_ref[i])
         a[idx] = rng.choice(len(p), size=len(idx), p=p / p.sum())
         b[idx] = rng.choice(len(q), size=len(idx), p=q / q.sum())
-    pwin = np.exp(_log_sigmoid(gamma * (logp_star[xs, a] - logp_star[xs, b])))
+    pwin = _pref_prob(logp_star[xs, a], logp_star[xs, b], gamma)
     wins = int((rng.random(m) < pwin).sum())
     ci = stats.binomtest(wins, m).proportion_ci(confidence_level=level, method="exact")
     return {"wins": wins, "m": m, "rate": wins / m, "ci_low": float(ci.low), "ci_high": float(ci.high)}
