@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import yaml
 
+from finitepref.losses import shaped_reward
+
 from . import algorithms as A
 from .config import Config, to_dict, validate
 from .data import TLDR_SFT, Encoded, load_records
@@ -402,6 +404,35 @@ def _sample_group(ctx, prompt_ids, prompt_mask, group: int) -> dict:
             "ref_logp": ref["logp"], "ref_token_logp": ref["token_logp"], "temperature": temp, "group": group}
 
 
+def _minibatch_updates(ctx, data: dict, n: int, loss_of) -> list[dict]:
+    """``num_ppo_epochs`` passes over a shuffled batch of ``n`` rows in ``num_mini_batches`` optimiser
+    steps, each accumulated over micro-batches (gradient sync on the last); returns per-micro-batch metrics.
+
+    ``loss_of(sub_batch) -> (loss, metrics)``; each micro-batch's loss is weighted by its share of the
+    mini-batch. The shuffling stream is a function of seed, step and process, so resume is exact.
+    """
+    cfg = ctx["cfg"]
+    a = cfg.algorithm
+    mb = cfg.train.micro_batch_size
+    n_mb = n // a.num_mini_batches
+    ms = []
+    g = torch.Generator().manual_seed((cfg.train.seed * 7919 + ctx["step"]) * 64 + ctx["accelerator"].process_index)
+    for _ in range(a.num_ppo_epochs):
+        order = torch.randperm(n, generator=g).to(ctx["dev"])
+        for k in range(a.num_mini_batches):
+            idx = order[k * n_mb:(k + 1) * n_mb]
+            n_micro = -(-n_mb // mb)
+            for j in range(n_micro):
+                rows = idx[j * mb:(j + 1) * mb]
+                sb = {kk: v[rows] for kk, v in data.items()}
+                with ctx["no_sync"](j == n_micro - 1):
+                    loss, m = loss_of(sb)
+                    ctx["accelerator"].backward(loss * (rows.shape[0] / n_mb))
+                ms.append(m)
+            ctx["optim_step"]()
+    return ms
+
+
 def _online_pair_iteration(ctx, b) -> tuple[dict, int]:
     """Algorithm 1: two samples per prompt from pi_t, rewards, then epochs x mini-batches of updates."""
     cfg, policy, rm = ctx["cfg"], ctx["policy"], ctx["rm"]
@@ -421,33 +452,16 @@ def _online_pair_iteration(ctx, b) -> tuple[dict, int]:
             "ref1": s["ref_logp"].view(n, 2)[:, 0], "ref2": s["ref_logp"].view(n, 2)[:, 1],
             "old1": old["logp"].view(n, 2)[:, 0], "old2": old["logp"].view(n, 2)[:, 1]}
     kl_seq = (old["logp"] - s["ref_logp"])
-    ms = []
-    mb = cfg.train.micro_batch_size
-    n_mb = n // a.num_mini_batches
-    g = torch.Generator().manual_seed((cfg.train.seed * 7919 + ctx["step"]) * 64 + ctx["accelerator"].process_index)
-    for _ in range(a.num_ppo_epochs):
-        order = torch.randperm(n, generator=g).to(ctx["dev"])
-        for k in range(a.num_mini_batches):
-            idx = order[k * n_mb:(k + 1) * n_mb]
-            n_micro = -(-n_mb // mb)
-            for j in range(n_micro):
-                sb = {kk: v[idx[j * mb:(j + 1) * mb]] for kk, v in pair.items()}
-                weight = sb["score1"].shape[0] / n_mb
-                with ctx["no_sync"](j == n_micro - 1):
-                    if a.name == "distill":
-                        loss, m = A.distill_batch_loss(policy, sb, sb["score1"], sb["score2"], a.gamma, a.beta,
-                                                       sb["ref1"], sb["ref2"], temp, a.kl_baseline)
-                    else:
-                        from finitepref.losses import shaped_reward
+    def loss_of(sb):
+        if a.name == "distill":
+            return A.distill_batch_loss(policy, sb, sb["score1"], sb["score2"], a.gamma, a.beta,
+                                        sb["ref1"], sb["ref2"], temp, a.kl_baseline)
+        r1 = shaped_reward(sb["score1"], sb["old1"], sb["ref1"], a.beta, 0.0)
+        r2 = shaped_reward(sb["score2"], sb["old2"], sb["ref2"], a.beta, 0.0)
+        anc1, anc2 = (sb["old1"], sb["old2"]) if a.rebel_anchor == "sampler" else (sb["ref1"], sb["ref2"])
+        return A.rebel_batch_loss(policy, sb, r1, r2, anc1, anc2, a.eta, temp)
 
-                        r1 = shaped_reward(sb["score1"], sb["old1"], sb["ref1"], a.beta, 0.0)
-                        r2 = shaped_reward(sb["score2"], sb["old2"], sb["ref2"], a.beta, 0.0)
-                        anc1, anc2 = ((sb["old1"], sb["old2"]) if a.rebel_anchor == "sampler"
-                                      else (sb["ref1"], sb["ref2"]))
-                        loss, m = A.rebel_batch_loss(policy, sb, r1, r2, anc1, anc2, a.eta, temp)
-                    ctx["accelerator"].backward(loss * weight)
-                ms.append(m)
-            ctx["optim_step"]()
+    ms = _minibatch_updates(ctx, pair, n, loss_of)
     metrics = _mean_metrics(ms)
     metrics.update(reward=float(scores.mean()), kl=float(kl_seq.mean()),
                    entropy=float(old["entropy"].sum(-1).mean()),
@@ -481,30 +495,17 @@ def _ppo_iteration(ctx, b) -> tuple[dict, int]:
             adv = A.masked_whiten(adv, old["mask"])
     data = {**s, "old_logp": old["token_logp"], "old_values": old_values, "adv": adv, "returns": returns}
     data = {k: v for k, v in data.items() if torch.is_tensor(v)}
-    n = s["prompt_ids"].shape[0]
-    mb = cfg.train.micro_batch_size
-    n_mb = n // a.num_mini_batches
-    ms = []
-    g = torch.Generator().manual_seed((cfg.train.seed * 7919 + ctx["step"]) * 64 + ctx["accelerator"].process_index)
-    for _ in range(a.num_ppo_epochs):
-        order = torch.randperm(n, generator=g).to(ctx["dev"])
-        for k in range(a.num_mini_batches):
-            idx = order[k * n_mb:(k + 1) * n_mb]
-            n_micro = -(-n_mb // mb)
-            for j in range(n_micro):
-                sb = {kk: v[idx[j * mb:(j + 1) * mb]] for kk, v in data.items()}
-                weight = sb["prompt_ids"].shape[0] / n_mb
-                with ctx["no_sync"](j == n_micro - 1):
-                    new = sequence_logprobs(policy, sb["prompt_ids"], sb["prompt_mask"], sb["response_ids"],
-                                            sb["response_mask"], temp)
-                    v = values_of(critic, sb)
-                    pg, vf, m = A.ppo_losses(new["token_logp"], sb["old_logp"], sb["adv"], v, sb["old_values"],
-                                             sb["returns"], new["mask"], a.clip_ratio, a.cliprange_value)
-                    loss = pg + a.vf_coef * vf
-                    ctx["accelerator"].backward(loss * weight)
-                m.update(loss=loss.detach(), pg_loss=pg.detach(), vf_loss=vf.detach())
-                ms.append(m)
-            ctx["optim_step"]()
+    def loss_of(sb):
+        new = sequence_logprobs(policy, sb["prompt_ids"], sb["prompt_mask"], sb["response_ids"],
+                                sb["response_mask"], temp)
+        v = values_of(critic, sb)
+        pg, vf, m = A.ppo_losses(new["token_logp"], sb["old_logp"], sb["adv"], v, sb["old_values"],
+                                 sb["returns"], new["mask"], a.clip_ratio, a.cliprange_value)
+        loss = pg + a.vf_coef * vf
+        m.update(loss=loss.detach(), pg_loss=pg.detach(), vf_loss=vf.detach())
+        return loss, m
+
+    ms = _minibatch_updates(ctx, data, s["prompt_ids"].shape[0], loss_of)
     metrics = _mean_metrics(ms)
     seq_shaped = rewards.sum(-1)
     T = s["response_ids"].shape[1]
