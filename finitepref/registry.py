@@ -1,0 +1,135 @@
+r"""The one home of every toy-core estimator: what it is called, what it takes, how it is judged.
+
+Each :class:`Estimator` record names an exact-argmin function of :mod:`finitepref.estimators`,
+its label (one wording, with the paper's equation), the divergence in which the paper measures its
+error, and the arguments it takes. Simulations, notebooks and tests take their estimator lists,
+labels and error tables from here; no script compares estimator names to decide what to do.
+
+Adding an estimator: its loss in :mod:`finitepref.losses`, its table builder and exact-argmin
+function in :mod:`finitepref.estimators`, one :func:`register` call below, its tests.
+
+Examples
+--------
+>>> from finitepref.registry import ESTIMATORS
+>>> ESTIMATORS["pmle"].label
+'PMLE (eq. 4)'
+>>> ESTIMATORS["reverse_kl"].divergence
+'reverse'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from . import estimators as _est
+from .preference import PreferenceData
+from .problem import ToyProblem
+
+__all__ = ["Estimator", "ESTIMATORS", "register", "get", "names", "fit", "error_table"]
+
+Divergence = Literal["forward", "reverse"]
+
+
+@dataclass(frozen=True)
+class Estimator:
+    r"""One estimator of the toy core.
+
+    Attributes
+    ----------
+    name : str
+        Registry key and column value in every results file (``"pmle"``).
+    label : str
+        Human label with the paper's equation, used in every figure and table (``"PMLE (eq. 4)"``).
+    function : callable
+        The exact-argmin function ``function(prob, data, [reward_index,] **params) -> (trials,) int64``.
+    divergence : {"forward", "reverse"}
+        The error the paper bounds: ``"forward"`` is :math:`\mathbb E_x\mathrm{KL}(\pi^*\|\hat\pi)`
+        (Theorems 4, 6), ``"reverse"`` is :math:`\mathbb E_x\mathrm{KL}(\hat\pi\|\pi^*)` (Theorem 7).
+    params : tuple of str
+        The hyperparameters the function takes by keyword (``"beta"``, ``"eta"``, ``"tau"``).
+    needs_reward : bool
+        Whether the function takes a fitted reward (``reward_index``, eq. 9) as its third argument.
+    learns_pi_star : bool
+        Whether the population minimiser is :math:`\pi^*` (the paper's distribution-learning
+        estimators) or a biased limit (the baselines, e.g. DPO's :math:`\pi_0\,\pi^{*\gamma/\beta}`).
+    equation : str
+        The paper's equation number(s), e.g. ``"4"`` or ``"6"``.
+    population_limit : callable, optional
+        ``population_limit(prob, **params) -> (X, A)`` log-probabilities of the estimator's
+        population minimiser over all policies (not only the class), where a closed form is known.
+    """
+
+    name: str
+    label: str
+    function: Callable[..., np.ndarray]
+    divergence: Divergence
+    params: tuple[str, ...] = ()
+    needs_reward: bool = False
+    learns_pi_star: bool = True
+    equation: str = ""
+    population_limit: Callable[..., Any] | None = field(default=None, compare=False)
+
+    def fit(self, prob: ToyProblem, data: PreferenceData, reward_index=None, **params) -> np.ndarray:
+        """Call the estimator with the arguments it takes (extra ``params`` it does not take are an error)."""
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise TypeError(f"{self.name}: does not take {sorted(unknown)}; it takes {list(self.params)}")
+        if self.needs_reward:
+            if reward_index is None:
+                raise ValueError(f"{self.name}: needs reward_index (a fitted reward, e.g. from estimators.fit_reward)")
+            return self.function(prob, data, reward_index, **params)
+        return self.function(prob, data, **params)
+
+    def error_table(self, prob: ToyProblem) -> np.ndarray:
+        """Exact error of every policy of the class in this estimator's divergence, ``(K,)``."""
+        return prob.reverse_kl_table() if self.divergence == "reverse" else prob.forward_kl_table()
+
+
+ESTIMATORS: dict[str, Estimator] = {}
+
+
+def register(entry: Estimator) -> Estimator:
+    """Add ``entry`` to :data:`ESTIMATORS` (names are unique)."""
+    if entry.name in ESTIMATORS:
+        raise ValueError(f"estimator {entry.name!r} is already registered")
+    ESTIMATORS[entry.name] = entry
+    return entry
+
+
+def get(name: str) -> Estimator:
+    """The record of ``name``, with a clear error listing the known names."""
+    try:
+        return ESTIMATORS[name]
+    except KeyError:
+        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}") from None
+
+
+def names(*, learns_pi_star: bool | None = None) -> tuple[str, ...]:
+    """Registered names in registration order, optionally only the (non-)distribution-learning ones."""
+    return tuple(n for n, e in ESTIMATORS.items() if learns_pi_star is None or e.learns_pi_star == learns_pi_star)
+
+
+def fit(name: str, prob: ToyProblem, data: PreferenceData, reward_index=None, **params) -> np.ndarray:
+    """``get(name).fit(prob, data, reward_index, **params)``."""
+    return get(name).fit(prob, data, reward_index, **params)
+
+
+def error_table(name: str, prob: ToyProblem) -> np.ndarray:
+    """``get(name).error_table(prob)``."""
+    return get(name).error_table(prob)
+
+
+register(Estimator("pmle", "PMLE (eq. 4)", _est.pmle, "forward", ("beta",), equation="4"))
+register(Estimator("distill", "Preference distillation (eq. 11)", _est.distill, "forward", ("beta",),
+                   needs_reward=True, equation="11"))
+register(Estimator("reverse_kl", "Reverse KL (eq. 15)", _est.reverse_kl, "reverse", ("beta",),
+                   needs_reward=True, equation="15"))
+register(Estimator("dpo", "DPO (eq. 6)", _est.dpo, "forward", ("beta",), learns_pi_star=False, equation="6"))
+register(Estimator("rlhf", "RLHF (eq. 1)", _est.rlhf, "forward", ("beta",), needs_reward=True,
+                   learns_pi_star=False, equation="1"))
+register(Estimator("rebel", "REBEL (eq. 10)", _est.rebel, "forward", ("eta",), needs_reward=True,
+                   learns_pi_star=False, equation="10"))
