@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", required=False, help="shipped name (tiny/distill) or YAML path")
     tr.add_argument("--output-dir", help="overrides output_dir")
     tr.add_argument("--dry-run", action="store_true", help="resolve, validate, print config and memory estimate")
-    tr.add_argument("--resume", action="store_true", help="resume from the newest checkpoint in output_dir")
+    tr.add_argument("--resume", action="store_true", help="resume from the newest complete checkpoint in output_dir")
+    tr.add_argument("--overwrite", action="store_true", help="replace a finished run in output_dir")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
     tr.add_argument("--help-config", action="store_true", help="list every config field with its meaning")
     for k in SHORTCUTS:
@@ -75,58 +76,83 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _train_command(ap: argparse.ArgumentParser, args, overrides: list[str]) -> int:
+    from .config import field_docs, load_config, to_dict
+
+    if args.help_config:
+        for key, doc in field_docs().items():
+            print(f"{key:34s} {doc}")
+        return 0
+    if not args.config:
+        ap.error("train needs --config")
+    for key, path in SHORTCUTS.items():
+        if getattr(args, key) is not None:
+            overrides.append(f"{path}={getattr(args, key)}")
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    if args.resume:
+        overrides.append("train.resume=true")
+    if args.overwrite:
+        overrides.append("train.overwrite=true")
+    cfg = load_config(args.config, overrides)
+    if args.dry_run:
+        from .memory import estimate
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        print("memory estimate:")
+        print(json.dumps(estimate(cfg, world), indent=2))
+        return 0
+    from .train import train
+
+    summary = train(cfg)
+    print(json.dumps(dict(summary), default=float))
+    return 0
+
+
+def _evaluate_command(ap: argparse.ArgumentParser, args, overrides: list[str]) -> int:
+    from .config import load_config
+    from .evaluate import evaluate
+
+    for flag, path in (("--policy", args.policy), ("--reference", args.reference)):
+        if not _is_model_ref(path):
+            ap.error(f"{flag} {path!r}: the path does not exist (expected a run directory, a model directory, "
+                     "a hub id or tiny:<arch>)")
+    cfg_path = args.config
+    if cfg_path is None and (Path(args.policy) / "config.yaml").is_file():
+        cfg_path = str(Path(args.policy) / "config.yaml")
+    if args.reward_model:
+        overrides.append(f"reward.model={args.reward_model}")
+    if args.num_samples is not None:
+        overrides.append(f"eval.num_samples={args.num_samples}")
+    cfg = load_config(cfg_path, overrides)
+    summary = evaluate(cfg, args.policy, args.reference, judge=args.judge or cfg.eval.judge, out_csv=args.output)
+    print(json.dumps(summary, default=float))
+    return 0
+
+
+def _is_model_ref(text: str) -> bool:
+    """A local path that exists, ``tiny:...``, or a hub id ``owner/name`` that is not a local-looking path."""
+    if text.startswith("tiny:") or Path(text).exists():
+        return True
+    looks_local = text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
+    return not looks_local
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .config import CONFIG_DIR, field_docs, load_config, to_dict
+    from .config import CONFIG_DIR
 
     ap = _parser()
     args, extra = ap.parse_known_args(argv)
     overrides = list(getattr(args, "set", []) or []) + _split_dotted(extra)
     if args.command == "configs":
-        for p in sorted(CONFIG_DIR.rglob("*.yaml")):
-            print(p.relative_to(CONFIG_DIR).with_suffix(""))
+        for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+            print(path.relative_to(CONFIG_DIR).with_suffix(""))
         return 0
     if args.command == "train":
-        if args.help_config:
-            for k, v in field_docs().items():
-                print(f"{k:34s} {v}")
-            return 0
-        if not args.config:
-            ap.error("train needs --config")
-        for k, path in SHORTCUTS.items():
-            if getattr(args, k) is not None:
-                overrides.append(f"{path}={getattr(args, k)}")
-        if args.output_dir:
-            overrides.append(f"output_dir={args.output_dir}")
-        if args.resume:
-            overrides.append("train.resume=true")
-        cfg = load_config(args.config, overrides)
-        if args.dry_run:
-            from .memory import estimate
-
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-            print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-            print("memory estimate:")
-            print(json.dumps(estimate(cfg, world), indent=2))
-            return 0
-        from .train import train
-
-        summary = train(cfg)
-        print(json.dumps({k: v for k, v in summary.items()}, default=float))
-        return 0
+        return _train_command(ap, args, overrides)
     if args.command == "evaluate":
-        from .evaluate import evaluate
-
-        cfg_path = args.config
-        if cfg_path is None and (Path(args.policy) / "config.yaml").is_file():
-            cfg_path = str(Path(args.policy) / "config.yaml")
-        if args.reward_model:
-            overrides.append(f"reward.model={args.reward_model}")
-        if args.num_samples is not None:
-            overrides.append(f"eval.num_samples={args.num_samples}")
-        cfg = load_config(cfg_path, overrides)
-        summary = evaluate(cfg, args.policy, args.reference, judge=args.judge or cfg.eval.judge, out_csv=args.output)
-        print(json.dumps(summary, default=float))
-        return 0
+        return _evaluate_command(ap, args, overrides)
     return 1
 
 

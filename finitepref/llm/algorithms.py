@@ -16,6 +16,8 @@ log-probabilities and rewards those functions take, and averages over the batch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from finitepref.losses import (
@@ -27,38 +29,61 @@ from finitepref.losses import (
     shaped_reward,
 )
 
-from .logprobs import sequence_logprobs
+from .batches import Batch, OfflinePairBatch, OnlinePairBatch, PairBatch, RolloutBatch, SftBatch
+from .logprobs import concat, sequence_logprobs
+from .settings import DistillSettings, DpoSettings, NoSettings, PmleSettings, PpoSettings, RebelSettings
+
+if TYPE_CHECKING:
+    from .run import Models
 
 Tensor = torch.Tensor
 
 
-def sft_loss(model, b: dict) -> tuple[Tensor, dict]:
-    out = sequence_logprobs(model, b["prompt_ids"], b["prompt_mask"], b["response_ids"], b["response_mask"])
+def sft_loss(models: Models, batch: SftBatch, settings: NoSettings) -> tuple[Tensor, dict]:
+    """Token-averaged negative log-likelihood of the reference responses."""
+    out = sequence_logprobs(models.policy, batch.prompt_ids, batch.prompt_mask, batch.response_ids,
+                            batch.response_mask)
     n_tok = out["mask"].sum().clamp(min=1)
     loss = -out["token_logp"].sum() / n_tok
     return loss, {"loss": loss.detach(), "nll_per_token": loss.detach()}
 
 
-def reward_loss(reward_model, b: dict) -> tuple[Tensor, dict]:
-    """Bradley-Terry loss, eq. (9); ``reward_model`` is a :class:`~.models.RewardModel`."""
-    r_plus = reward_model.raw_scores(b["prompt_ids"], b["prompt_mask"], b["chosen_ids"], b["chosen_mask"])
-    r_minus = reward_model.raw_scores(b["prompt_ids"], b["prompt_mask"], b["rejected_ids"], b["rejected_mask"])
+def reward_loss(models: Models, batch: PairBatch, settings: NoSettings) -> tuple[Tensor, dict]:
+    """Bradley-Terry loss, eq. (9), of ``models.reward_model`` (the :class:`~.models.RewardModel`
+    being trained)."""
+    rm = models.reward_model
+    r_plus = rm.raw_scores(batch.prompt_ids, batch.prompt_mask, batch.chosen_ids, batch.chosen_mask)
+    r_minus = rm.raw_scores(batch.prompt_ids, batch.prompt_mask, batch.rejected_ids, batch.rejected_mask)
     loss = bradley_terry_loss(r_plus, r_minus).mean()
     acc = (r_plus > r_minus).float().mean()
     return loss, {"loss": loss.detach(), "accuracy": acc, "reward": ((r_plus + r_minus) / 2).mean().detach()}
 
 
-def pair_logprobs(model, b: dict, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-    lp = sequence_logprobs(model, b["prompt_ids"], b["prompt_mask"], b["chosen_ids"], b["chosen_mask"], temperature)
-    lm = sequence_logprobs(model, b["prompt_ids"], b["prompt_mask"], b["rejected_ids"], b["rejected_mask"],
+def pair_logprobs(model, batch: PairBatch, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Sequence log-probs of the chosen and the rejected responses."""
+    lp = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.chosen_ids, batch.chosen_mask,
+                           temperature)
+    lm = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.rejected_ids, batch.rejected_mask,
                            temperature)
     return lp["logp"], lm["logp"]
 
 
-def dpo_batch_loss(model, b: dict, ref_plus: Tensor, ref_minus: Tensor, beta: float) -> tuple[Tensor, dict]:
-    """Eq. (6): ``ref_*`` are the reference's sequence log-probs of the same pairs."""
-    logp_plus, logp_minus = pair_logprobs(model, b)
-    losses = dpo_loss(logp_plus, logp_minus, ref_plus, ref_minus, beta)
+def reference_pair_logprobs(models: Models, batch: PairBatch) -> tuple[Tensor, Tensor]:
+    """pi_0's sequence log-probs of the chosen and the rejected responses."""
+    from .models import reference_logprobs  # models imports config, which imports the registry
+
+    ref_plus = reference_logprobs(models.policy, models.reference, batch.prompt_ids, batch.prompt_mask,
+                                  batch.chosen_ids, batch.chosen_mask, 1.0)["logp"]
+    ref_minus = reference_logprobs(models.policy, models.reference, batch.prompt_ids, batch.prompt_mask,
+                                   batch.rejected_ids, batch.rejected_mask, 1.0)["logp"]
+    return ref_plus, ref_minus
+
+
+def dpo_batch_loss(models: Models, batch: PairBatch, settings: DpoSettings) -> tuple[Tensor, dict]:
+    """Eq. (6), with pi_0's log-probs of the same pairs."""
+    ref_plus, ref_minus = reference_pair_logprobs(models, batch)
+    logp_plus, logp_minus = pair_logprobs(models.policy, batch)
+    losses = dpo_loss(logp_plus, logp_minus, ref_plus, ref_minus, settings.beta)
     margin = (logp_plus - ref_plus) - (logp_minus - ref_minus)
     return losses.mean(), {"loss": losses.mean().detach(), "margin": margin.mean().detach(),
                            "accuracy": (margin > 0).float().mean()}
@@ -78,9 +103,9 @@ def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int
     """
     c = -shaped_reward(torch.zeros_like(logp), logp.detach(), ref_logp, beta, 0.0)
     if baseline == "leave_one_out" and group > 1:
-        g = c.view(-1, group)
-        base = (g.sum(-1, keepdim=True) - g) / (group - 1)
-        adv = (g - base).view(-1)
+        grouped = c.view(-1, group)
+        base = (grouped.sum(-1, keepdim=True) - grouped) / (group - 1)
+        adv = (grouped - base).view(-1)
     else:
         adv = c
     surrogate = (adv * logp).mean()
@@ -88,58 +113,57 @@ def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int
     return surrogate, kl
 
 
-def pmle_batch_loss(model, b: dict, gamma: float, beta: float = 0.0, online: dict | None = None,
-                    kl_baseline: str = "leave_one_out") -> tuple[Tensor, dict]:
-    """Eq. (5): mean of eq. (4) over offline pairs + beta * KL estimated on ``online`` samples.
-
-    ``online`` holds ``prompt_ids/mask`` (each prompt repeated ``group`` times), sampled
-    ``response_ids/mask``, ``ref_logp``, ``temperature`` and ``group``; ignored when ``beta == 0``.
-    """
-    logp_plus, logp_minus = pair_logprobs(model, b)
-    losses = pmle_loss(logp_plus, logp_minus, gamma)
-    loss = losses.mean()
+def pmle_batch_loss(models: Models, batch: OfflinePairBatch, settings: PmleSettings) -> tuple[Tensor, dict]:
+    """Eq. (5): mean of eq. (4) over offline pairs + beta * KL estimated on ``batch.online``
+    (samples of the policy; ignored when ``beta == 0``)."""
+    logp_plus, logp_minus = pair_logprobs(models.policy, batch)
+    loss = pmle_loss(logp_plus, logp_minus, settings.gamma).mean()
     metrics = {"pref_loss": loss.detach(), "margin": (logp_plus - logp_minus).mean().detach()}
-    if beta != 0 and online is not None:
-        out = sequence_logprobs(model, online["prompt_ids"], online["prompt_mask"], online["response_ids"],
-                                online["response_mask"], online["temperature"])
-        sur, kl = kl_penalty_surrogate(out["logp"], online["ref_logp"], beta, online["group"], kl_baseline)
+    online = batch.online
+    if settings.beta != 0 and online is not None:
+        out = sequence_logprobs(models.policy, online.prompt_ids, online.prompt_mask, online.response_ids,
+                                online.response_mask, online.temperature)
+        sur, kl = kl_penalty_surrogate(out["logp"], online.ref_logp, settings.beta, online.group,
+                                       settings.kl_baseline)
         loss = loss + sur
         metrics["kl"] = kl
     metrics["loss"] = loss.detach()
     return loss, metrics
 
 
-def distill_batch_loss(model, b: dict, r1: Tensor, r2: Tensor, gamma: float, beta: float = 0.0,
-                       ref1: Tensor | None = None, ref2: Tensor | None = None, temperature: float = 1.0,
-                       kl_baseline: str = "leave_one_out") -> tuple[Tensor, dict]:
-    r"""Eq. (12): eq. (11) on pairs ``(a1, a2)`` (``response1_*``, ``response2_*`` in ``b``) with
-    rewards ``r1, r2``, plus beta * KL estimated on the same online samples (needs ``ref1, ref2``).
-    Log-probs use ``temperature`` (the sampling temperature)."""
-    o1 = sequence_logprobs(model, b["prompt_ids"], b["prompt_mask"], b["response1_ids"], b["response1_mask"],
-                           temperature)
-    o2 = sequence_logprobs(model, b["prompt_ids"], b["prompt_mask"], b["response2_ids"], b["response2_mask"],
-                           temperature)
-    losses = distill_loss(o1["logp"], o2["logp"], r1, r2, gamma)
-    loss = losses.mean()
+def online_pair_logprobs(model, batch: OnlinePairBatch) -> tuple[Tensor, Tensor]:
+    """Sequence log-probs of both sampled responses at the sampling temperature."""
+    o1 = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response1_ids, batch.response1_mask,
+                           batch.temperature)
+    o2 = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response2_ids, batch.response2_mask,
+                           batch.temperature)
+    return o1["logp"], o2["logp"]
+
+
+def distill_batch_loss(models: Models, batch: OnlinePairBatch, settings: DistillSettings) -> tuple[Tensor, dict]:
+    r"""Eq. (12): eq. (11) on the pairs ``(a1, a2)`` with rewards ``score1, score2``, plus beta * KL
+    estimated on the same online samples."""
+    logp1, logp2 = online_pair_logprobs(models.policy, batch)
+    loss = distill_loss(logp1, logp2, batch.score1, batch.score2, settings.gamma).mean()
     metrics = {"distill_loss": loss.detach()}
-    if beta != 0:
-        logp = torch.stack([o1["logp"], o2["logp"]], dim=1).view(-1)
-        ref = torch.stack([ref1, ref2], dim=1).view(-1)
-        sur, kl = kl_penalty_surrogate(logp, ref, beta, 2, kl_baseline)
+    if settings.beta != 0:
+        logp = torch.stack([logp1, logp2], dim=1).view(-1)
+        ref = torch.stack([batch.ref1, batch.ref2], dim=1).view(-1)
+        sur, kl = kl_penalty_surrogate(logp, ref, settings.beta, 2, settings.kl_baseline)
         loss = loss + sur
         metrics["kl"] = kl
     metrics["loss"] = loss.detach()
     return loss, metrics
 
 
-def rebel_batch_loss(model, b: dict, r1: Tensor, r2: Tensor, anchor1: Tensor, anchor2: Tensor, eta: float,
-                     temperature: float = 1.0) -> tuple[Tensor, dict]:
-    """Eq. (10) with anchors (pi_0's or the sampler's log-probs) and (KL-shaped) rewards given."""
-    o1 = sequence_logprobs(model, b["prompt_ids"], b["prompt_mask"], b["response1_ids"], b["response1_mask"],
-                           temperature)
-    o2 = sequence_logprobs(model, b["prompt_ids"], b["prompt_mask"], b["response2_ids"], b["response2_mask"],
-                           temperature)
-    loss = rebel_loss(o1["logp"], o2["logp"], anchor1, anchor2, r1, r2, eta).mean()
+def rebel_batch_loss(models: Models, batch: OnlinePairBatch, settings: RebelSettings) -> tuple[Tensor, dict]:
+    """Eq. (10) on KL-shaped rewards (eq. 1), anchored at the sampler's or pi_0's log-probs."""
+    r1 = shaped_reward(batch.score1, batch.old1, batch.ref1, settings.beta, 0.0)
+    r2 = shaped_reward(batch.score2, batch.old2, batch.ref2, settings.beta, 0.0)
+    sampler_anchor = settings.rebel_anchor == "sampler"
+    anchor1, anchor2 = (batch.old1, batch.old2) if sampler_anchor else (batch.ref1, batch.ref2)
+    logp1, logp2 = online_pair_logprobs(models.policy, batch)
+    loss = rebel_loss(logp1, logp2, anchor1, anchor2, r1, r2, settings.eta).mean()
     return loss, {"loss": loss.detach()}
 
 
@@ -162,26 +186,37 @@ def gae(rewards: Tensor, values: Tensor, mask: Tensor, discount: float, lam: flo
     """Generalised advantage estimation over right-padded responses; returns (advantages, returns)."""
     m = mask.to(rewards.dtype)
     values = values * m
-    T = rewards.shape[1]
+    length = rewards.shape[1]
     adv = torch.zeros_like(rewards)
     last = torch.zeros_like(rewards[:, 0])
-    for t in reversed(range(T)):
-        next_v = values[:, t + 1] if t + 1 < T else torch.zeros_like(last)
-        delta = rewards[:, t] + discount * next_v - values[:, t]
-        last = delta + discount * lam * last * (m[:, t + 1] if t + 1 < T else 0.0)
-        adv[:, t] = last * m[:, t]
+    for pos in reversed(range(length)):
+        next_v = values[:, pos + 1] if pos + 1 < length else torch.zeros_like(last)
+        delta = rewards[:, pos] + discount * next_v - values[:, pos]
+        last = delta + discount * lam * last * (m[:, pos + 1] if pos + 1 < length else 0.0)
+        adv[:, pos] = last * m[:, pos]
     return adv, adv + values
 
 
 def masked_whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
+    """Advantages normalised to mean 0 and variance 1 over the real tokens."""
     m = mask.to(x.dtype)
     mean = (x * m).sum() / m.sum()
     var = (((x - mean) * m) ** 2).sum() / m.sum().clamp(min=1)
     return (x - mean) * torch.rsqrt(var + eps) * m
 
 
+def token_values(critic, batch: Batch) -> Tensor:
+    """The value model's prediction at each response position, ``(rows, response length)``."""
+    from .models import token_scores
+
+    ids, mask, pos, _, _ = concat(batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask)
+    n_prompt, n_response = batch.prompt_ids.shape[1], batch.response_ids.shape[1]
+    return token_scores(critic, ids, mask, pos)[:, n_prompt - 1:n_prompt + n_response - 1].float()
+
+
 def ppo_losses(new_logp: Tensor, old_logp: Tensor, adv: Tensor, values: Tensor, old_values: Tensor,
                returns: Tensor, mask: Tensor, clip: float, vclip: float) -> tuple[Tensor, Tensor, dict]:
+    """Clipped policy-gradient and value losses, token-averaged."""
     m = mask.to(new_logp.dtype)
     n = m.sum().clamp(min=1)
     ratio = torch.exp(new_logp - old_logp)
@@ -192,3 +227,15 @@ def ppo_losses(new_logp: Tensor, old_logp: Tensor, adv: Tensor, values: Tensor, 
     vf_loss = (vf * m).sum() / n
     return pg_loss, vf_loss, {"clipfrac": ((((ratio - 1).abs() > clip).float() * m).sum() / n).detach(),
                               "approx_kl": ((0.5 * (new_logp - old_logp) ** 2 * m).sum() / n).detach()}
+
+
+def ppo_batch_loss(models: Models, batch: RolloutBatch, settings: PpoSettings) -> tuple[Tensor, dict]:
+    """PPO's loss on one mini-batch of a rollout: policy gradient + ``vf_coef`` x value loss."""
+    new = sequence_logprobs(models.policy, batch.prompt_ids, batch.prompt_mask, batch.response_ids,
+                            batch.response_mask, batch.temperature)
+    values = token_values(models.critic, batch)
+    pg, vf, metrics = ppo_losses(new["token_logp"], batch.old_logp, batch.adv, values, batch.old_values,
+                                 batch.returns, new["mask"], settings.clip_ratio, settings.cliprange_value)
+    loss = pg + settings.vf_coef * vf
+    metrics.update(loss=loss.detach(), pg_loss=pg.detach(), vf_loss=vf.detach())
+    return loss, metrics

@@ -10,16 +10,23 @@ name) whose values it overrides. Every field can be overridden on the command li
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import registry
+from .errors import ConfigError
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
-ALGORITHMS = ("sft", "reward", "dpo", "pmle", "distill", "rebel", "rlhf", "reverse_kl")
+ALGORITHMS = tuple(registry.REGISTRY)
+"""Deprecated: use :data:`finitepref.llm.registry.REGISTRY`."""
 SCHEMAS = ("tldr_sft", "tldr_preference", "ultrafeedback", "tiny_sft", "tiny_preference")
 
 
@@ -143,38 +150,35 @@ class GenerationConfig:
 
 @dataclass
 class AlgorithmConfig:
-    """Which objective, and its coefficients (paper notation)."""
+    """Which objective, and its settings (paper notation).
+
+    In YAML the settings sit flat next to ``name`` (``algorithm: {name: dpo, beta: 0.05}``); they
+    are the fields of the algorithm's settings dataclass in :mod:`finitepref.llm.registry`.
+    ``cfg.algorithm.beta`` reads ``cfg.algorithm.settings.beta``.
+    """
 
     name: str = "distill"
-    """One of ``sft``, ``reward``, ``dpo`` (eq. 6), ``pmle`` (eq. 5), ``distill`` (eqs. 11-12),
+    """One of ``sft``, ``reward`` (eq. 9), ``dpo`` (eq. 6), ``pmle`` (eq. 5), ``distill`` (eqs. 11-12),
     ``rebel`` (eq. 10), ``rlhf`` (eq. 1, PPO), ``reverse_kl`` (eq. 16, PPO)."""
-    beta: float = 0.05
-    """KL coefficient beta (DPO: its inverse temperature; Table 5's "kl coefficient")."""
-    gamma: float = 0.1
-    """gamma of eq. (3) (PMLE, distillation) or the entropy coefficient of eq. (16)."""
-    eta: float = 1.0
-    """REBEL's reward scale eta, eq. (10)."""
-    rebel_anchor: str = "sampler"
-    """Ratio anchor of REBEL: ``sampler`` (pi_t, as in Gao et al.'s code, with the KL folded into
-    the reward) or ``reference`` (pi_0, eq. 10 as printed)."""
-    kl_baseline: str = "leave_one_out"
-    """Baseline of the score-function KL gradient on online samples: ``leave_one_out`` or ``none``."""
-    num_ppo_epochs: int = 4
-    """Optimisation epochs over each online batch (Table 5 "num epochs")."""
-    num_mini_batches: int = 1
-    """Mini-batches per online batch and epoch."""
-    clip_ratio: float = 0.2
-    """PPO clip range."""
-    vf_coef: float = 0.1
-    """PPO value-loss coefficient."""
-    cliprange_value: float = 0.2
-    """PPO value clip range."""
-    gae_lambda: float = 0.95
-    """GAE lambda."""
-    discount: float = 1.0
-    """Discount factor."""
-    whiten_advantages: bool = True
-    """Normalise advantages per batch."""
+    settings: Any = None
+    """The algorithm's settings dataclass; ``None`` takes its defaults."""
+
+    def __post_init__(self):
+        if self.settings is None:
+            self.settings = registry.get(self.name).settings()
+
+    @property
+    def record(self) -> registry.Algorithm:
+        """The registry record of ``name``."""
+        return registry.get(self.name)
+
+    def __getattr__(self, item: str):
+        if item.startswith("__") or item in ("name", "settings"):
+            raise AttributeError(item)
+        try:
+            return getattr(self.settings, item)
+        except AttributeError:
+            raise AttributeError(f"algorithm {self.name!r} has no setting {item!r}") from None
 
 
 @dataclass
@@ -208,7 +212,11 @@ class TrainConfig:
     save_every: int = 0
     """Save a resumable checkpoint every this many updates (0: only at the end)."""
     resume: bool = False
-    """Resume from the newest checkpoint in the output directory."""
+    """Resume from the newest complete checkpoint in the output directory."""
+    keep_last: int = 2
+    """Resumable checkpoints kept (the newest ones; the final model is always kept)."""
+    overwrite: bool = False
+    """Train into an output directory that holds a finished run, replacing it (refused otherwise)."""
 
 
 @dataclass
@@ -262,10 +270,6 @@ class Config:
     """Where checkpoints, the final model, metrics and the resolved config go."""
 
 
-class ConfigError(ValueError):
-    """A configuration file or override is invalid."""
-
-
 def resolve_config_path(name_or_path: str) -> Path:
     """Find a config by path, or by shipped name (``tiny/distill``, with or without ``.yaml``)."""
     p = Path(name_or_path)
@@ -286,11 +290,29 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key written twice in one mapping."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise ConfigError(f"{mark.name}: line {mark.line + 1}: key {key!r} appears twice in one mapping")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
 def _read_yaml(path: Path, seen: tuple = ()) -> dict:
     if path.resolve() in seen:
         raise ConfigError(f"{path}: circular 'base'")
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.load(f, Loader=_UniqueKeyLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     base = raw.pop("base", None)
@@ -301,48 +323,101 @@ def _read_yaml(path: Path, seen: tuple = ()) -> dict:
     return raw
 
 
+def _coerce_optional(value: Any, tp: Any, where: str) -> Any:
+    if value is None and type(None) in typing.get_args(tp):
+        return None
+    inner = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+    return _coerce(value, inner[0], where)
+
+
+def _coerce_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{where}: expected true/false, got {value!r}")
+
+
+def _coerce_int(value: Any, where: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ConfigError(f"{where}: expected an integer, got {value!r}")
+
+
+def _coerce_float(value: Any, where: str) -> float:
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None:
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if not math.isfinite(number):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    return number
+
+
+def _coerce_str(value: Any, where: str) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{where}: expected a string, got {value!r}")
+
+
+_SCALARS = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` as type ``tp`` (YAML scalars, optional and list types); :class:`ConfigError` otherwise."""
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
+    if origin in (typing.Union, types.UnionType):
+        return _coerce_optional(value, tp, where)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], where) for v in value]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, int):
-            return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return [_coerce(item, typing.get_args(tp)[0], where) for item in value]
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, where)
     return value
 
 
 def _hints(cls) -> dict:
     return typing.get_type_hints(cls)
+
+
+def _section(name: str, tp: type, value: Any):
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+    known = _hints(tp)
+    fields = {}
+    for key, item in value.items():
+        if key not in known:
+            raise ConfigError(f"unknown field {name}.{key}; known: {', '.join(known)}")
+        fields[key] = _coerce(item, known[key], f"{name}.{key}")
+    return tp(**fields)
+
+
+def _algorithm_section(value: Any) -> AlgorithmConfig:
+    """``{name, **settings}`` -> :class:`AlgorithmConfig`; settings of other algorithms are ignored
+    with a :class:`DeprecationWarning` (the flat section of earlier versions held all of them)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"algorithm: expected a mapping, got {value!r}")
+    values = dict(value)
+    record = registry.get(_coerce_str(values.pop("name", AlgorithmConfig.name), "algorithm.name"))
+    own = _hints(record.settings)
+    anywhere = registry.settings_fields()
+    settings = {}
+    for key, item in values.items():
+        if key in own:
+            settings[key] = _coerce(item, own[key], f"algorithm.{key}")
+        elif key in anywhere:
+            warnings.warn(f"algorithm.{key} is not a setting of {record.name} (only of {', '.join(anywhere[key])}); "
+                          "ignored", DeprecationWarning, stacklevel=3)
+        else:
+            raise ConfigError(f"unknown field algorithm.{key}; {record.name} takes: {', '.join(own) or 'nothing'}")
+    return AlgorithmConfig(name=record.name, settings=record.make_settings(settings))
 
 
 def from_dict(raw: dict) -> Config:
@@ -352,24 +427,25 @@ def from_dict(raw: dict) -> Config:
     for key, value in raw.items():
         if key not in hints:
             raise ConfigError(f"unknown config section {key!r}; known: {', '.join(hints)}")
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{key}: expected a mapping")
-            sub = _hints(tp)
-            fields = {}
-            for k, v in value.items():
-                if k not in sub:
-                    raise ConfigError(f"unknown field {key}.{k}; known: {', '.join(sub)}")
-                fields[k] = _coerce(v, sub[k], f"{key}.{k}")
-            kwargs[key] = tp(**fields)
+        if key == "algorithm":
+            kwargs[key] = _algorithm_section(value)
+        elif dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _section(key, hints[key], value)
         else:
-            kwargs[key] = _coerce(value, tp, key)
+            kwargs[key] = _coerce(value, hints[key], key)
     return Config(**kwargs)
 
 
 def to_dict(cfg: Config) -> dict:
-    return dataclasses.asdict(cfg)
+    """The nested mapping :func:`from_dict` reads back (the algorithm's settings flat in its section)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "algorithm":
+            out[f.name] = {"name": value.name, **dataclasses.asdict(value.settings)}
+        else:
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -409,61 +485,108 @@ def load_config(name_or_path: str | None, overrides: list[str] | None = None) ->
     return cfg
 
 
-def validate(cfg: Config) -> None:
-    """Raise :class:`ConfigError` on inconsistent settings."""
-    a, t, g = cfg.algorithm, cfg.train, cfg.generation
-    if a.name not in ALGORITHMS:
-        raise ConfigError(f"algorithm.name must be one of {ALGORITHMS}, got {a.name!r}")
+def _at_least(low):
+    return lambda v: v is None or (v >= low), f">= {low}"
+
+
+def _above(low):
+    return lambda v: v is None or (v > low), f"> {low}"
+
+
+def _among(*choices):
+    return lambda v: v in choices, f"one of {', '.join(map(str, choices))}"
+
+
+_RULES = {
+    "model.dtype": _among("float32", "bfloat16", "float16"),
+    "lora.r": _at_least(1), "lora.alpha": _above(0), "lora.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "reward.kind": _among("sequence_classification", "remote_code"),
+    "reward.dtype": _among("float32", "bfloat16", "float16"),
+    "data.max_samples": _at_least(1), "data.max_prompt_length": _at_least(1),
+    "data.max_response_length": _at_least(1), "data.tiny_size": _at_least(1),
+    "generation.backend": _among("hf", "vllm"), "generation.max_new_tokens": _at_least(1),
+    "generation.min_new_tokens": _at_least(0), "generation.temperature": _above(0),
+    "generation.top_k": _at_least(0), "generation.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "train.lr": _above(0), "train.schedule": _among("linear", "cosine", "constant"),
+    "train.warmup_steps": _at_least(0), "train.weight_decay": _at_least(0), "train.adam_eps": _above(0),
+    "train.max_grad_norm": _above(0), "train.batch_size": _at_least(1), "train.micro_batch_size": _at_least(1),
+    "train.epochs": _above(0), "train.total_episodes": _at_least(1), "train.max_steps": _at_least(0),
+    "train.save_every": _at_least(0), "train.keep_last": _at_least(1),
+    "log.every": _at_least(1), "eval.num_samples": _at_least(1), "eval.batch_size": _at_least(1),
+}
+"""``section.field -> (check, what is expected)``, applied by :func:`validate`."""
+
+
+def _check_ranges(cfg: Config) -> None:
+    for path, (ok, expected) in _RULES.items():
+        section, name = path.split(".")
+        owner = getattr(cfg, section)
+        if not hasattr(owner, name):
+            continue
+        value = getattr(owner, name)
+        if not ok(value):
+            raise ConfigError(f"{path} must be {expected}, got {value!r}")
+
+
+def _check_consistency(cfg: Config) -> None:
+    record, train, gen = cfg.algorithm.record, cfg.train, cfg.generation
     if cfg.data.schema is not None and cfg.data.schema not in SCHEMAS:
         raise ConfigError(f"data.schema must be one of {SCHEMAS}, got {cfg.data.schema!r}")
-    if t.batch_size <= 0 or t.micro_batch_size <= 0 or t.batch_size % t.micro_batch_size:
-        raise ConfigError("train.batch_size must be a positive multiple of train.micro_batch_size")
-    if t.lr <= 0:
-        raise ConfigError("train.lr must be positive")
-    if t.schedule not in ("linear", "cosine", "constant"):
-        raise ConfigError("train.schedule must be linear, cosine or constant")
-    if a.beta < 0 or a.gamma < 0 or a.eta <= 0:
-        raise ConfigError("algorithm.beta, gamma must be >= 0 and eta > 0")
-    if a.name in ("pmle", "distill") and a.gamma <= 0:
-        raise ConfigError(f"{a.name} needs algorithm.gamma > 0 (eq. 3)")
-    if a.name == "dpo" and a.beta <= 0:
-        raise ConfigError("dpo needs algorithm.beta > 0 (eq. 6)")
-    if a.rebel_anchor not in ("sampler", "reference"):
-        raise ConfigError("algorithm.rebel_anchor must be sampler or reference")
-    if a.kl_baseline not in ("leave_one_out", "none"):
-        raise ConfigError("algorithm.kl_baseline must be leave_one_out or none")
-    if g.temperature <= 0:
-        raise ConfigError("generation.temperature must be positive (log-probs divide logits by it)")
-    if g.backend not in ("hf", "vllm"):
-        raise ConfigError("generation.backend must be hf or vllm")
-    if g.min_new_tokens > g.max_new_tokens:
-        raise ConfigError("generation.min_new_tokens must be <= max_new_tokens")
-    if a.name in ("distill", "rebel", "rlhf", "reverse_kl") and not cfg.reward.model:
-        raise ConfigError(f"{a.name} needs reward.model")
-    if cfg.reward.kind not in ("sequence_classification", "remote_code"):
-        raise ConfigError("reward.kind must be sequence_classification or remote_code")
-    if cfg.model.dtype not in ("float32", "bfloat16", "float16"):
-        raise ConfigError("model.dtype must be float32, bfloat16 or float16")
-    if a.name in ("rlhf", "reverse_kl", "distill", "rebel") and t.batch_size % (a.num_mini_batches) != 0:
-        raise ConfigError("train.batch_size must be divisible by algorithm.num_mini_batches")
-    if a.name == "reverse_kl" and a.gamma <= 0:
-        raise ConfigError("reverse_kl needs algorithm.gamma > 0 (entropy coefficient of eq. 16)")
+    if train.batch_size % train.micro_batch_size:
+        raise ConfigError(f"train.batch_size={train.batch_size} must be a multiple of "
+                          f"train.micro_batch_size={train.micro_batch_size}")
+    if gen.min_new_tokens > gen.max_new_tokens:
+        raise ConfigError(f"generation.min_new_tokens={gen.min_new_tokens} must be <= "
+                          f"max_new_tokens={gen.max_new_tokens}")
+    if record.needs_reward_model and not cfg.reward.model:
+        raise ConfigError(f"{record.name} needs reward.model (the reward model that scores its samples)")
+    if record.needs_value_head and cfg.reward.kind != "sequence_classification":
+        raise ConfigError(f"{record.name}'s value model is initialised from a sequence-classification reward "
+                          f"model; got reward.kind={cfg.reward.kind!r}")
+    mini = getattr(cfg.algorithm.settings, "num_mini_batches", 1)
+    if train.batch_size % mini:
+        raise ConfigError(f"train.batch_size={train.batch_size} must be divisible by algorithm.num_mini_batches={mini}")
 
 
-def field_docs() -> dict[str, str]:
-    """``section.field`` -> docstring, read from this module's source (for ``--help-config``)."""
+def validate(cfg: Config) -> None:
+    """Raise :class:`ConfigError` (naming the field, showing the value) on invalid settings.
+
+    The algorithm's own settings validate themselves when built (:mod:`finitepref.llm.settings`).
+    """
+    registry.get(cfg.algorithm.name)
+    _check_ranges(cfg)
+    _check_consistency(cfg)
+
+
+def _class_field_docs(cls) -> dict[str, str]:
+    """``field -> docstring`` of a dataclass and its dataclass bases, read from their source."""
     import ast
     import inspect
 
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(inspect.getsource(klass)).body[0].body
+        for i, stmt in enumerate(body[:-1]):
+            nxt = body[i + 1]
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(nxt, ast.Expr)
+                    and isinstance(getattr(nxt, "value", None), ast.Constant)):
+                out[stmt.target.id] = " ".join(str(nxt.value.value).split())
+    return out
+
+
+def field_docs() -> dict[str, str]:
+    """``section.field`` -> docstring (for ``--help-config``); algorithm settings name their algorithms."""
     out = {}
-    tree = ast.parse(inspect.getsource(__import__(__name__, fromlist=["x"])))
-    section_of = {tp.__name__: name for name, tp in _hints(Config).items() if dataclasses.is_dataclass(tp)}
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name in section_of:
-            body = node.body
-            for i, st in enumerate(body):
-                if isinstance(st, ast.AnnAssign) and i + 1 < len(body):
-                    nxt = body[i + 1]
-                    if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
-                        out[f"{section_of[node.name]}.{st.target.id}"] = " ".join(nxt.value.value.split())
+    for section, tp in _hints(Config).items():
+        if not dataclasses.is_dataclass(tp):
+            continue
+        for name, doc in _class_field_docs(tp).items():
+            if section != "algorithm" or name == "name":
+                out[f"{section}.{name}"] = doc
+    users = registry.settings_fields()
+    for record in registry.REGISTRY.values():
+        for name, doc in _class_field_docs(record.settings).items():
+            out.setdefault(f"algorithm.{name}", f"{doc} [{', '.join(users[name])}]")
     return out

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from .config import DataConfig
+from .registry import DataKind
 
 HUB_SCHEMAS = {
     "vwxyzjn/summarize_from_feedback_tldr_3_filtered_oai_preprocessing_1706381144": "tldr_sft",
@@ -131,66 +132,72 @@ def _prompt_text(value, col: str):
     raise KeyError(col)
 
 
-def _normalise(row: dict, schema: str, kind: str) -> dict:
+def _required(row: dict, col: str, read=_as_text):
+    if col not in row:
+        raise KeyError(col)
+    return read(row[col], col)
+
+
+def _normalise_tldr(row: dict, data_kind: str) -> dict:
+    out = {"prompt": _required(row, "query")}
+    if data_kind == DataKind.SFT:
+        out["response"] = _required(row, "reference_response")
+    elif data_kind == DataKind.PREFERENCE:
+        for col in ("chosen", "rejected"):
+            out[col] = _required(row, col)
+    elif data_kind == DataKind.PROMPT and isinstance(row.get("reference_response"), str):
+        out["response"] = row["reference_response"]
+    return out
+
+
+def _normalise_ultrafeedback(row: dict, data_kind: str) -> dict:
+    out = {"prompt": _required(row, "prompt", _prompt_text)}
+    if data_kind in (DataKind.PREFERENCE, DataKind.SFT):
+        for col in ("chosen", "rejected"):
+            out[col] = _required(row, col, _last_assistant)
+        if data_kind == DataKind.SFT:
+            out["response"] = out["chosen"]
+    return out
+
+
+_NORMALISERS = {"tldr_sft": _normalise_tldr, "tiny_sft": _normalise_tldr, "tldr_preference": _normalise_tldr,
+                "tiny_preference": _normalise_tldr, "ultrafeedback": _normalise_ultrafeedback}
+
+
+def _normalise(row: dict, schema: str, data_kind: str) -> dict:
     """Map one raw row to ``{'prompt', 'response'?, 'chosen'?, 'rejected'?}``; KeyError(col) if bad."""
     if not isinstance(row, dict):
         raise KeyError("<row is not a mapping>")
-    if schema in ("tldr_sft", "tiny_sft", "tldr_preference", "tiny_preference"):
-        if "query" not in row:
-            raise KeyError("query")
-        out = {"prompt": _as_text(row["query"], "query")}
-        if kind == "sft":
-            if "reference_response" not in row:
-                raise KeyError("reference_response")
-            out["response"] = _as_text(row["reference_response"], "reference_response")
-        elif kind == "preference":
-            for c in ("chosen", "rejected"):
-                if c not in row:
-                    raise KeyError(c)
-                out[c] = _as_text(row[c], c)
-        elif kind == "prompt" and isinstance(row.get("reference_response"), str):
-            out["response"] = row["reference_response"]
-        return out
-    if schema == "ultrafeedback":
-        if "prompt" not in row:
-            raise KeyError("prompt")
-        out = {"prompt": _prompt_text(row["prompt"], "prompt")}
-        if kind in ("preference", "sft"):
-            for c in ("chosen", "rejected"):
-                if c not in row:
-                    raise KeyError(c)
-                out[c] = _last_assistant(row[c], c)
-            if kind == "sft":
-                out["response"] = out["chosen"]
-        return out
-    raise ValueError(f"unknown schema {schema!r}")
+    if schema not in _NORMALISERS:
+        raise ValueError(f"unknown schema {schema!r}")
+    return _NORMALISERS[schema](row, data_kind)
 
 
-def infer_schema(cfg: DataConfig, kind: str) -> str:
+def infer_schema(cfg: DataConfig, data_kind: str) -> str:
     if cfg.schema:
         return cfg.schema
     if cfg.source in HUB_SCHEMAS:
         return HUB_SCHEMAS[cfg.source]
     if cfg.source == "tiny":
-        return "tiny_preference" if kind == "preference" else "tiny_sft"
-    return "tldr_preference" if kind == "preference" else "tldr_sft"
+        return "tiny_preference" if data_kind == DataKind.PREFERENCE else "tiny_sft"
+    return "tldr_preference" if data_kind == DataKind.PREFERENCE else "tldr_sft"
 
 
-def load_records(cfg: DataConfig, kind: str, source: str | None = None, split: str | None = None,
+def load_records(cfg: DataConfig, data_kind: str, source: str | None = None, split: str | None = None,
                  seed: int = 0) -> Records:
     """Load and normalise rows.
 
     Parameters
     ----------
     cfg : DataConfig
-    kind : {'sft', 'preference', 'prompt'}
+    data_kind : {'sft', 'preference', 'prompt'}
         What the stage needs: (prompt, response), (prompt, chosen, rejected), or prompts (with the
         reference response when the schema has one).
     source, split : optional overrides of ``cfg.source`` / ``cfg.split``.
     """
     source = source or cfg.source
     split = split or cfg.split
-    schema = infer_schema(DataConfig(**{**cfg.__dict__, "source": source}), kind)
+    schema = infer_schema(DataConfig(**{**cfg.__dict__, "source": source}), data_kind)
     skipped, skipped_rows, bad_json = 0, [], 0
     if source == "tiny":
         from .tiny import tiny_rows
@@ -211,7 +218,7 @@ def load_records(cfg: DataConfig, kind: str, source: str | None = None, split: s
             skipped_rows.append(i)
             continue
         try:
-            rows.append(_normalise(raw, schema, kind))
+            rows.append(_normalise(raw, schema, data_kind))
         except KeyError as e:
             if not cfg.skip_malformed:
                 raise MalformedRowError(
@@ -276,15 +283,16 @@ def pad(seqs: list[list[int]], pad_id: int, side: str, length: int | None = None
 class Encoded:
     """Pre-tokenised rows: lists of token ids, padded on demand by :meth:`batch`."""
 
-    def __init__(self, records: Records, tokenizer, cfg: DataConfig, kind: str):
-        self.kind = kind
+    def __init__(self, records: Records, tokenizer, cfg: DataConfig, data_kind: str):
+        self.data_kind = data_kind
         self.pad_id = tokenizer.pad_token_id
         self.prompts = [encode_prompt(tokenizer, r["prompt"], cfg.max_prompt_length) for r in records.rows]
         self.cols: dict[str, list[list[int]]] = {}
-        names = {"sft": ["response"], "preference": ["chosen", "rejected"], "prompt": []}[kind]
+        names = {DataKind.SFT: ["response"], DataKind.PREFERENCE: ["chosen", "rejected"],
+                 DataKind.PROMPT: []}[DataKind(data_kind)]
         for c in names:
             self.cols[c] = [encode_response(tokenizer, r[c], cfg.max_response_length) for r in records.rows]
-        if kind == "prompt" and all("response" in r for r in records.rows):
+        if data_kind == DataKind.PROMPT and all("response" in r for r in records.rows):
             self.cols["response"] = [encode_response(tokenizer, r["response"], cfg.max_response_length)
                                      for r in records.rows]
 

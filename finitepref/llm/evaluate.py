@@ -32,6 +32,7 @@ from .config import Config
 from .data import Encoded, load_records
 from .logprobs import sequence_logprobs
 from .models import Sampler, load_causal_lm, load_reward_model, load_tokenizer
+from .registry import DataKind
 
 JUDGE_PROMPT = """You will compare two candidate summaries of the same Reddit post.
 Prefer the summary that states the post's central points faithfully and compactly; penalise
@@ -150,9 +151,60 @@ def _load_any_policy(path: str, dtype: str = "float32"):
 
 
 @torch.no_grad()
+def _sample_and_score(cfg: Config, policy, reference, rm, sampler, tok, recs, enc, dev) -> list[dict]:
+    """One row per prompt: the policy's sample, its RM score, the reference response's score, and
+    the sequence log-ratio ln pi(a|x) - ln pi_0(a|x) (whose mean estimates KL(pi || pi_0))."""
+    temp = cfg.generation.temperature
+    rows = []
+    for start in range(0, len(enc), cfg.eval.batch_size):
+        idx = list(range(start, min(len(enc), start + cfg.eval.batch_size)))
+        columns = {k: v.to(dev) for k, v in enc.batch(idx).items()}
+        prompt_ids, prompt_mask = columns["prompt_ids"], columns["prompt_mask"]
+        r_ids, r_mask = sampler.sample(policy, prompt_ids, prompt_mask)
+        lp = sequence_logprobs(policy, prompt_ids, prompt_mask, r_ids, r_mask, temp)["logp"]
+        lr = sequence_logprobs(reference, prompt_ids, prompt_mask, r_ids, r_mask, temp)["logp"]
+        score = rm.scores(prompt_ids, prompt_mask, r_ids, r_mask)
+        ref_score = (rm.scores(prompt_ids, prompt_mask, columns["response_ids"], columns["response_mask"])
+                     if "response_ids" in columns else torch.full_like(score, float("nan")))
+        for k, i in enumerate(idx):
+            prompt = recs.rows[i]["prompt"]
+            rows.append({
+                "prompt": prompt if isinstance(prompt, str) else json.dumps(prompt),
+                "response": tok.decode(r_ids[k][r_mask[k].bool()], skip_special_tokens=True),
+                "reference_response": recs.rows[i].get("response", ""),
+                "rm_score": float(score[k]), "reference_rm_score": float(ref_score[k]),
+                "kl": float(lp[k] - lr[k]),
+            })
+    return rows
+
+
+def _verdicts(cfg: Config, rows: list[dict], judge: str, transport) -> list:
+    if judge == "reward-model":
+        return RewardModelJudge.compare([r["rm_score"] for r in rows], [r["reference_rm_score"] for r in rows])
+    if judge == "openai":
+        j = OpenAIJudge(model=cfg.eval.judge_model, endpoint=cfg.eval.judge_endpoint,
+                        api_key_env=cfg.eval.judge_api_key_env, seed=cfg.eval.seed,
+                        **({"transport": transport} if transport else {}))
+        return j([r["prompt"] for r in rows], [r["response"] for r in rows], [r["reference_response"] for r in rows])
+    raise ValueError(f"unknown judge {judge!r}; use reward-model or openai")
+
+
+def _write_csvs(out: Path, summary: dict, rows: list[dict]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(summary))
+        writer.writeheader()
+        writer.writerow(summary)
+    with open(out.with_name(out.stem + "_samples.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@torch.no_grad()
 def evaluate(cfg: Config, policy_path: str, reference_path: str, judge: str = "reward-model",
              out_csv: str | None = None, transport=None) -> dict:
-    """Sample, score and judge ``cfg.eval.num_samples`` prompts; write CSVs; return the summary."""
+    """Sample, score and judge ``cfg.eval.num_samples`` prompts; write CSVs; return the summary (Table 2)."""
     torch.manual_seed(cfg.eval.seed)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     policy, tok = _load_any_policy(policy_path, cfg.model.dtype)
@@ -165,8 +217,8 @@ def evaluate(cfg: Config, policy_path: str, reference_path: str, judge: str = "r
 
     dcfg = replace(cfg.data, max_samples=cfg.eval.num_samples)
     split = cfg.data.eval_split or ("test" if cfg.data.source != "tiny" else "eval")
-    recs = load_records(dcfg, "prompt", split=split, seed=cfg.train.seed)
-    enc = Encoded(recs, tok, dcfg, "prompt")
+    recs = load_records(dcfg, DataKind.PROMPT, split=split, seed=cfg.train.seed)
+    enc = Encoded(recs, tok, dcfg, DataKind.PROMPT)
     sampler = Sampler(cfg.generation, tok)
     if cfg.generation.backend == "vllm":
         import vllm  # lazily: optional dependency
@@ -174,36 +226,8 @@ def evaluate(cfg: Config, policy_path: str, reference_path: str, judge: str = "r
         p = Path(policy_path)
         sampler.attach_vllm(vllm.LLM(model=str(p / "model") if (p / "model").is_dir() else policy_path,
                                      dtype=cfg.model.dtype))
-    temp = cfg.generation.temperature
-    rows = []
-    for s in range(0, len(enc), cfg.eval.batch_size):
-        idx = list(range(s, min(len(enc), s + cfg.eval.batch_size)))
-        b = {k: v.to(dev) for k, v in enc.batch(idx).items()}
-        r_ids, r_mask = sampler.sample(policy, b["prompt_ids"], b["prompt_mask"])
-        lp = sequence_logprobs(policy, b["prompt_ids"], b["prompt_mask"], r_ids, r_mask, temp)["logp"]
-        lr = sequence_logprobs(reference, b["prompt_ids"], b["prompt_mask"], r_ids, r_mask, temp)["logp"]
-        score = rm.scores(b["prompt_ids"], b["prompt_mask"], r_ids, r_mask)
-        ref_score = (rm.scores(b["prompt_ids"], b["prompt_mask"], b["response_ids"], b["response_mask"])
-                     if "response_ids" in b else torch.full_like(score, float("nan")))
-        for k, i in enumerate(idx):
-            rows.append({
-                "prompt": recs.rows[i]["prompt"] if isinstance(recs.rows[i]["prompt"], str) else
-                json.dumps(recs.rows[i]["prompt"]),
-                "response": tok.decode(r_ids[k][r_mask[k].bool()], skip_special_tokens=True),
-                "reference_response": recs.rows[i].get("response", ""),
-                "rm_score": float(score[k]), "reference_rm_score": float(ref_score[k]),
-                "kl": float(lp[k] - lr[k]),
-            })
-    prompts = [r["prompt"] for r in rows]
-    if judge == "reward-model":
-        verdicts = RewardModelJudge.compare([r["rm_score"] for r in rows], [r["reference_rm_score"] for r in rows])
-    elif judge == "openai":
-        j = OpenAIJudge(model=cfg.eval.judge_model, endpoint=cfg.eval.judge_endpoint,
-                        api_key_env=cfg.eval.judge_api_key_env, seed=cfg.eval.seed,
-                        **({"transport": transport} if transport else {}))
-        verdicts = j(prompts, [r["response"] for r in rows], [r["reference_response"] for r in rows])
-    else:
-        raise ValueError(f"unknown judge {judge!r}; use reward-model or openai")
+    rows = _sample_and_score(cfg, policy, reference, rm, sampler, tok, recs, enc, dev)
+    verdicts = _verdicts(cfg, rows, judge, transport)
     for r, v in zip(rows, verdicts, strict=True):
         r["win"] = "" if v is None else v
     judged = [v for v in verdicts if v is not None]
@@ -213,14 +237,5 @@ def evaluate(cfg: Config, policy_path: str, reference_path: str, judge: str = "r
         "rm_score": sum(r["rm_score"] for r in rows) / len(rows),
         "kl": sum(r["kl"] for r in rows) / len(rows),
     }
-    out = Path(out_csv) if out_csv else Path(policy_path) / "eval.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(summary))
-        w.writeheader()
-        w.writerow(summary)
-    with open(out.with_name(out.stem + "_samples.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    _write_csvs(Path(out_csv) if out_csv else Path(policy_path) / "eval.csv", summary, rows)
     return summary

@@ -93,24 +93,24 @@ def estimate(cfg: Config, num_processes: int = 1) -> dict:
         return out
     wb = BYTES[cfg.model.dtype]
     n = param_count(a)
-    algo = cfg.algorithm.name
-    train_n = lora_count(a, cfg.lora.r) if (cfg.lora.enabled and algo not in ("sft", "reward")) else n
+    record = cfg.algorithm.record
+    train_n = lora_count(a, cfg.lora.r) if (cfg.lora.enabled and record.adapters) else n
     gib = 1024**3
     parts = {
         "policy_weights": (n + (train_n if train_n != n else 0)) * wb / gib,
         "gradients": train_n * wb / gib,
         "adam_states": train_n * 8 / gib,
     }
-    if algo not in ("sft", "reward") and not cfg.lora.enabled:
+    if record.needs_reference and not cfg.lora.enabled:
         parts["reference_weights"] = n * wb / gib
-    if algo in ("distill", "rebel", "rlhf", "reverse_kl"):
+    if record.needs_reward_model:
         ra = _arch_of(cfg.reward.model) or _arch_of(cfg.model.family) or a
         rn = param_count(ra, lm_head=False)
         parts["reward_model_weights"] = rn * BYTES[cfg.reward.dtype] / gib
-        if algo in ("rlhf", "reverse_kl"):
+        if record.needs_value_head:
             parts["value_model_weights+grads+adam"] = rn * (2 * BYTES[cfg.reward.dtype] + 8) / gib
     seq = cfg.data.max_prompt_length + max(cfg.generation.max_new_tokens, cfg.data.max_response_length)
-    rows = cfg.train.micro_batch_size * (2 if algo in ("dpo", "pmle", "reward", "distill", "rebel") else 1)
+    rows = cfg.train.micro_batch_size * record.rows_per_example
     act_layers = 1 if cfg.model.gradient_checkpointing else a.layers
     parts["activations(rough)"] = rows * seq * (a.hidden * 16 * act_layers + 2 * a.vocab) * wb / gib
     out.update(policy_params=n, trainable_params=train_n, parts_gib={k: round(v, 2) for k, v in parts.items()},

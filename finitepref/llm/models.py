@@ -100,7 +100,7 @@ def load_policy(cfg: Config):
     reference = None
     if cfg.lora.enabled:
         policy = add_lora(policy, cfg.lora)
-    elif cfg.algorithm.name not in ("sft", "reward"):
+    elif cfg.algorithm.record.needs_reference:
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
     return policy, reference, tok
 

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from finitepref.estimators import distill_objective, pmle_objective
-from finitepref.llm import algorithms as A
+from finitepref.llm.batches import OfflinePairBatch, OnlinePairBatch
 from finitepref.llm.data import pad
 from finitepref.llm.logprobs import enumerate_logprobs
+from finitepref.llm.registry import REGISTRY
+from finitepref.llm.run import Models
 from finitepref.llm.tiny import tiny_model
 
 PROMPTS = [[6, 7, 8], [9]]
@@ -20,22 +22,22 @@ LENGTH = 2
 def _setup(seed: int, n: int = 24):
     model = tiny_model("tiny:llama", seed=seed).double()
     rng = np.random.default_rng(seed)
-    A_ = len(ALLOWED) ** LENGTH
+    n_responses = len(ALLOWED) ** LENGTH
     xs = rng.integers(0, len(PROMPTS), n)
-    w = rng.integers(0, A_, n)
-    l = rng.integers(0, A_, n)
-    counts = np.zeros((len(PROMPTS), A_, A_))
-    np.add.at(counts, (xs, w, l), 1)
-    return model, xs, w, l, counts
+    winners = rng.integers(0, n_responses, n)
+    losers = rng.integers(0, n_responses, n)
+    counts = np.zeros((len(PROMPTS), n_responses, n_responses))
+    np.add.at(counts, (xs, winners, losers), 1)
+    return model, xs, winners, losers, counts
 
 
-def _batch(xs, w, l, responses, names=("chosen", "rejected")):
+def _columns(xs, winners, losers, responses, names=("chosen", "rejected")):
     p_ids, p_mask = pad([PROMPTS[x] for x in xs], 0, "left")
-    b = {"prompt_ids": p_ids, "prompt_mask": p_mask}
-    for name, idx in zip(names, (w, l), strict=True):
+    columns = {"prompt_ids": p_ids, "prompt_mask": p_mask}
+    for name, idx in zip(names, (winners, losers), strict=True):
         r = responses[torch.as_tensor(idx)]
-        b[f"{name}_ids"], b[f"{name}_mask"] = r, torch.ones_like(r)
-    return b
+        columns[f"{name}_ids"], columns[f"{name}_mask"] = r, torch.ones_like(r)
+    return columns
 
 
 def _grads(model, loss):
@@ -61,10 +63,12 @@ def _assert_same(g1, g2):
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("gamma", [0.1, 1.0])
 def test_pmle_gradient_matches_exact_objective(seed, gamma):
-    model, xs, w, l, counts = _setup(seed)
+    model, xs, winners, losers, counts = _setup(seed)
     log_probs, responses = enumerate_logprobs(model, PROMPTS, LENGTH, ALLOWED)
     exact = pmle_objective(log_probs, torch.as_tensor(counts), gamma)
-    loss, _ = A.pmle_batch_loss(model, _batch(xs, w, l, responses), gamma, beta=0.0)
+    record = REGISTRY["pmle"]
+    batch = OfflinePairBatch.from_mapping(_columns(xs, winners, losers, responses))
+    loss, _ = record.loss(Models(policy=model, tokenizer=None), batch, record.settings(gamma=gamma, beta=0.0))
     torch.testing.assert_close(loss, exact, rtol=1e-12, atol=1e-12)
     _assert_same(_grads(model, loss), _grads(model, exact))
 
@@ -72,13 +76,17 @@ def test_pmle_gradient_matches_exact_objective(seed, gamma):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_distill_gradient_matches_exact_objective(seed):
     gamma = 0.5
-    model, xs, w, l, counts = _setup(seed)
+    model, xs, winners, losers, counts = _setup(seed)
     rewards = torch.as_tensor(np.random.default_rng(seed + 10).normal(size=(len(PROMPTS), len(ALLOWED) ** LENGTH)))
     log_probs, responses = enumerate_logprobs(model, PROMPTS, LENGTH, ALLOWED)
     exact = distill_objective(log_probs, torch.as_tensor(counts), rewards, gamma)
-    b = _batch(xs, w, l, responses, names=("response1", "response2"))
-    r1 = rewards[torch.as_tensor(xs), torch.as_tensor(w)]
-    r2 = rewards[torch.as_tensor(xs), torch.as_tensor(l)]
-    loss, _ = A.distill_batch_loss(model, b, r1, r2, gamma, beta=0.0)
+    columns = _columns(xs, winners, losers, responses, names=("response1", "response2"))
+    unused = torch.zeros(len(xs), dtype=torch.float64)
+    columns.update(score1=rewards[torch.as_tensor(xs), torch.as_tensor(winners)],
+                   score2=rewards[torch.as_tensor(xs), torch.as_tensor(losers)],
+                   ref1=unused, ref2=unused, old1=unused, old2=unused)
+    record = REGISTRY["distill"]
+    loss, _ = record.loss(Models(policy=model, tokenizer=None), OnlinePairBatch.from_mapping(columns),
+                          record.settings(gamma=gamma, beta=0.0))
     torch.testing.assert_close(loss, exact, rtol=1e-12, atol=1e-12)
     _assert_same(_grads(model, loss), _grads(model, exact))

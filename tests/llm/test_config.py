@@ -11,19 +11,28 @@ import pytest
 from finitepref.llm.__main__ import main
 from finitepref.llm.config import CONFIG_DIR, ConfigError, field_docs, load_config
 from finitepref.llm.memory import ARCHS, estimate, param_count
+from finitepref.llm.registry import REGISTRY
 
 PAPER = sorted(str(p.relative_to(CONFIG_DIR).with_suffix("")) for p in CONFIG_DIR.rglob("*.yaml")
                if p.parts[-3] in ("tldr", "ultrafeedback") and p.stem not in ("common", "base"))
 TINY = sorted(f"tiny/{p.stem}" for p in (CONFIG_DIR / "tiny").glob("*.yaml") if p.stem != "base")
 
 
+PAPER_ALGORITHMS = ("sft", "reward", "dpo", "pmle", "rebel", "distill", "rlhf", "reverse_kl")
+"""The rows of Tables 5 and 6 (an algorithm outside the paper needs no TL;DR config)."""
+
+
 def test_every_table_row_has_a_config():
-    algos = ["sft", "reward", "dpo", "pmle", "rebel", "distill", "rlhf", "reverse_kl"]
     for size in ("1.4b", "2.8b"):
-        for a in algos:
-            assert f"tldr/pythia-{size}/{a}" in PAPER
+        for name in PAPER_ALGORITHMS:
+            assert f"tldr/pythia-{size}/{name}" in PAPER
     assert {"ultrafeedback/llama-3-8b/rebel", "ultrafeedback/llama-3-8b/distill"} <= set(PAPER)
-    assert len(TINY) == 8
+
+
+def test_every_registered_algorithm_has_a_tiny_config():
+    assert {f"tiny/{name}" for name in REGISTRY} == set(TINY)
+    for name in REGISTRY:
+        assert load_config(f"tiny/{name}").algorithm.name == name
 
 
 @pytest.mark.parametrize("name", PAPER)

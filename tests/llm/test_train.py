@@ -14,16 +14,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from finitepref.llm.registry import REGISTRY
 from finitepref.llm.train import train
 
-ALGOS = ["sft", "reward", "dpo", "pmle", "distill", "rebel", "rlhf", "reverse_kl"]
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _initial_state(algo: str) -> dict:
     from finitepref.llm.tiny import tiny_model
 
-    head = "seq_cls" if algo == "reward" else "causal_lm"
+    head = "seq_cls" if REGISTRY[algo].trains_reward_model else "causal_lm"
     return {k: v.clone() for k, v in tiny_model("tiny:gpt-neox", head, seed=0).state_dict().items()}
 
 
@@ -37,7 +37,7 @@ def _env():
     return env
 
 
-@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("algo", list(REGISTRY))
 def test_each_algorithm_trains(algo, tmp_path, make_cfg):
     cfg = make_cfg(f"tiny/{algo}", tmp_path / algo)
     summary = train(cfg)
@@ -45,13 +45,13 @@ def test_each_algorithm_trains(algo, tmp_path, make_cfg):
     metrics = pd.read_csv(tmp_path / algo / "metrics.csv")
     assert len(metrics) == 4 and {"loss", "tokens_per_s", "lr"} <= set(metrics.columns)
     assert metrics.drop(columns=["step"]).map(math.isfinite).all().all()
-    if algo in ("distill", "rebel", "rlhf", "reverse_kl"):
+    if REGISTRY[algo].needs_reward_model:
         assert {"reward", "kl", "entropy"} <= set(metrics.columns)
     before, after = _initial_state(algo), _weights(tmp_path / algo)
     changed = [k for k in after if k in before and not torch.equal(before[k], after[k])]
     assert len(changed) > 3, "parameters did not move"
     assert (tmp_path / algo / "config.yaml").is_file()
-    if algo == "reward":
+    if REGISTRY[algo].trains_reward_model:
         norm = json.loads((tmp_path / algo / "model" / "reward_normalization.json").read_text())
         assert math.isfinite(norm["mean_reference_score"])
 

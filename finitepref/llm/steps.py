@@ -1,0 +1,162 @@
+"""One ``step(run, batch) -> (metrics, tokens)`` per loop kind of :class:`~.registry.Loop`.
+
+* :func:`offline_step`: one optimiser update per global batch of dataset rows, accumulated over
+  micro-batches (SFT, reward model eq. 9, DPO eq. 6, PMLE eq. 5);
+* :func:`online_pair_step`: Algorithm 1 -- two samples per prompt from pi_t, reward-model scores,
+  then ``num_ppo_epochs x num_mini_batches`` updates (distillation eq. 12, REBEL eq. 10);
+* :func:`ppo_step`: one sample per prompt, per-token shaped rewards (eq. 1 / eq. 16), GAE, clipped
+  PPO updates of policy and value model.
+
+Each calls the algorithm's batch loss ``record.loss(models, batch, settings)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .algorithms import gae, masked_whiten, per_token_rewards, token_values
+from .batches import Batch, OnlinePairBatch, RolloutBatch, SampleGroup
+from .logprobs import sequence_logprobs
+from .models import reference_logprobs
+from .registry import Loop
+from .run import Run
+
+
+def mean_metrics(per_micro_batch: list[dict]) -> dict:
+    """Mean of each metric over micro-batches (in float64), keeping the first batch's key order."""
+    keys = per_micro_batch[0].keys()
+    return {k: float(torch.stack([torch.as_tensor(m[k], dtype=torch.float64) for m in per_micro_batch]).mean())
+            for k in keys}
+
+
+def sample_group(run: Run, batch: Batch, group: int) -> SampleGroup:
+    """``group`` samples per prompt from the current policy, with pi_0's log-probs."""
+    temperature = run.cfg.generation.temperature
+    prompt_ids = batch.prompt_ids.repeat_interleave(group, 0)
+    prompt_mask = batch.prompt_mask.repeat_interleave(group, 0)
+    response_ids, response_mask = run.models.sampler.sample(run.models.policy, prompt_ids, prompt_mask)
+    ref = reference_logprobs(run.models.policy, run.models.reference, prompt_ids, prompt_mask, response_ids,
+                             response_mask, temperature)
+    return SampleGroup(prompt_ids, prompt_mask, response_ids, response_mask, ref["logp"], ref["token_logp"],
+                       temperature, group)
+
+
+def _with_kl_samples(run: Run, batch: Batch) -> Batch:
+    """Offline pairs plus policy samples when the loss has an online KL term with beta > 0 (eq. 5)."""
+    group = run.record.kl_samples_per_prompt
+    if group and getattr(run.settings, "beta", 0) != 0:
+        return dataclasses.replace(batch, online=sample_group(run, batch, group))
+    return batch
+
+
+def offline_step(run: Run, batch: Batch) -> tuple[dict, int]:
+    """One optimiser update on this process's share of a global batch of dataset rows."""
+    size = run.cfg.train.micro_batch_size
+    per_micro, n_tokens = [], 0
+    for j in range(run.n_micro):
+        micro = batch.rows(slice(j * size, (j + 1) * size))
+        with run.no_sync(j == run.n_micro - 1):
+            micro = _with_kl_samples(run, micro)
+            loss, metrics = run.record.loss(run.models, micro, run.settings)
+            run.accelerator.backward(loss / run.n_micro)
+        n_tokens += micro.n_tokens()
+        per_micro.append(metrics)
+    run.optimizer_step()
+    return mean_metrics(per_micro), n_tokens
+
+
+def minibatch_updates(run: Run, batch: Batch) -> list[dict]:
+    """``num_ppo_epochs`` passes over a shuffled online batch in ``num_mini_batches`` optimiser steps,
+    each accumulated over micro-batches (gradient sync on the last); returns per-micro-batch metrics.
+
+    Each micro-batch's loss is weighted by its share of the mini-batch. The shuffling stream is a
+    function of seed, step and process, so resuming is exact.
+    """
+    settings, size, n_rows = run.settings, run.cfg.train.micro_batch_size, len(batch)
+    per_mini = n_rows // settings.num_mini_batches
+    per_micro = []
+    generator = torch.Generator().manual_seed((run.cfg.train.seed * 7919 + run.progress.step) * 64
+                                              + run.accelerator.process_index)
+    for _ in range(settings.num_ppo_epochs):
+        order = torch.randperm(n_rows, generator=generator).to(run.device)
+        for k in range(settings.num_mini_batches):
+            mini = order[k * per_mini:(k + 1) * per_mini]
+            n_micro = -(-per_mini // size)
+            for j in range(n_micro):
+                rows = mini[j * size:(j + 1) * size]
+                with run.no_sync(j == n_micro - 1):
+                    loss, metrics = run.record.loss(run.models, batch.rows(rows), settings)
+                    run.accelerator.backward(loss * (rows.shape[0] / per_mini))
+                per_micro.append(metrics)
+            run.optimizer_step()
+    return per_micro
+
+
+def _rollout_metrics(scores, old, samples: SampleGroup) -> dict:
+    length = samples.response_ids.shape[1]
+    return {"reward": float(scores.mean()), "kl": float((old["logp"] - samples.ref_logp).mean()),
+            "entropy": float(old["entropy"].sum(-1).mean()),
+            "eos_rate": float((samples.response_mask.sum(-1) < length).float().mean())}
+
+
+@torch.no_grad()
+def _score_samples(run: Run, samples: SampleGroup) -> tuple[torch.Tensor, dict]:
+    """Reward-model scores and the sampler's (pi_t's) log-probs of ``samples``."""
+    scores = run.models.reward_model.scores(samples.prompt_ids, samples.prompt_mask, samples.response_ids,
+                                            samples.response_mask).to(run.device)
+    old = sequence_logprobs(run.models.policy, samples.prompt_ids, samples.prompt_mask, samples.response_ids,
+                            samples.response_mask, samples.temperature, with_entropy=True)
+    return scores, old
+
+
+def online_pair_step(run: Run, batch: Batch) -> tuple[dict, int]:
+    """Algorithm 1: two samples per prompt from pi_t, rewards, then epochs x mini-batches of updates."""
+    samples = sample_group(run, batch, group=2)
+    scores, old = _score_samples(run, samples)
+    n, length = len(batch), samples.response_ids.shape[1]
+
+    def first_second(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        paired = t.view(n, 2, length) if t.dim() == 2 else t.view(n, 2)
+        return paired[:, 0], paired[:, 1]
+
+    ids1, ids2 = first_second(samples.response_ids)
+    mask1, mask2 = first_second(samples.response_mask)
+    pair = OnlinePairBatch(batch.prompt_ids, batch.prompt_mask, ids1, mask1, ids2, mask2, *first_second(scores),
+                           *first_second(samples.ref_logp), *first_second(old["logp"]),
+                           temperature=samples.temperature)
+    metrics = mean_metrics(minibatch_updates(run, pair))
+    metrics.update(_rollout_metrics(scores, old, samples))
+    return metrics, int(samples.prompt_mask.sum() + samples.response_mask.sum())
+
+
+def ppo_step(run: Run, batch: Batch) -> tuple[dict, int]:
+    """PPO on per-token shaped rewards (eq. 1 with gamma = 0: RLHF; eq. 16: reverse KL)."""
+    settings = run.settings
+    samples = sample_group(run, batch, group=1)
+    scores, old = _score_samples(run, samples)
+    with torch.no_grad():
+        old_values = token_values(run.models.critic, samples)
+        rewards = per_token_rewards(scores, old["token_logp"], samples.ref_token_logp, old["mask"], settings.beta,
+                                    settings.entropy_coef)
+        adv, returns = gae(rewards, old_values, old["mask"], settings.discount, settings.gae_lambda)
+        if settings.whiten_advantages:
+            adv = masked_whiten(adv, old["mask"])
+    rollout = RolloutBatch(samples.prompt_ids, samples.prompt_mask, samples.response_ids, samples.response_mask,
+                           old["token_logp"], old_values, adv, returns, temperature=samples.temperature)
+    metrics = mean_metrics(minibatch_updates(run, rollout))
+    rollout_metrics = _rollout_metrics(scores, old, samples)
+    metrics.update(reward=rollout_metrics["reward"], kl=rollout_metrics["kl"], entropy=rollout_metrics["entropy"],
+                   shaped_reward=float(rewards.sum(-1).mean()), eos_rate=rollout_metrics["eos_rate"])
+    return metrics, int(samples.prompt_mask.sum() + samples.response_mask.sum())
+
+
+STEPS = {Loop.OFFLINE: offline_step, Loop.ONLINE_PAIRS: online_pair_step, Loop.PPO: ppo_step}
+"""The step function of each loop kind."""
+
+
+def input_batch(run: Run, columns: dict) -> Batch:
+    """The typed batch a step takes from dataset columns: the loss's batch offline, prompts online."""
+    batch_type = run.record.batch if run.record.loop is Loop.OFFLINE else Batch
+    return batch_type.from_mapping(columns)
