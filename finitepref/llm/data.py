@@ -22,6 +22,7 @@ row (``line N``, 1-based, for JSONL; ``row N``, 0-based, for parquet, JSON lists
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,26 +66,54 @@ def _read_file(path: Path, skip: bool) -> tuple[list[tuple[int, dict | None]], i
         df = pd.read_parquet(path)
         return list(enumerate(df.to_dict(orient="records"))), 0
     if suffix == ".json":
-        with open(path) as f:
-            data = json.load(f)
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                data = json.load(f)
+        except UnicodeDecodeError as e:
+            raise MalformedRowError(f"{path}: not valid UTF-8 at byte {e.start}") from None
         if not isinstance(data, list):
             raise MalformedRowError(f"{path}: a .json file must hold a list of rows")
         return list(enumerate(data)), 0
     if suffix in (".jsonl", ".ndjson"):
-        out, bad = [], 0
-        with open(path) as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    out.append((lineno, json.loads(line)))
-                except json.JSONDecodeError as e:
-                    if not skip:
-                        raise MalformedRowError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from None
-                    out.append((lineno, None))
-                    bad += 1
-        return out, bad
+        return _read_jsonl(path, skip)
     raise ValueError(f"{path}: unsupported file type {suffix!r} (use .jsonl, .json or .parquet)")
+
+
+def _decode_line(raw: bytes, lineno: int, path: Path):
+    """One JSONL line as a row; :class:`MalformedRowError` naming file and line if it is not UTF-8 JSON."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MalformedRowError(f"{path}: line {lineno}: not valid UTF-8 (byte {e.start} of the line)") from None
+    if lineno == 1:
+        text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark
+    if not text.strip():
+        return _BLANK
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MalformedRowError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from None
+
+
+_BLANK = object()
+
+
+def _read_jsonl(path: Path, skip: bool) -> tuple[list[tuple[int, dict | None]], int]:
+    """JSONL rows numbered by line (1-based); undecodable lines raise, or become ``None`` with ``skip``."""
+    out, bad = [], 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                row = _decode_line(raw, lineno, path)
+            except MalformedRowError:
+                if not skip:
+                    raise
+                out.append((lineno, None))
+                bad += 1
+                continue
+            if row is not _BLANK:
+                out.append((lineno, row))
+    return out, bad
 
 
 def _read_hub(dataset_id: str, split: str) -> list[tuple[int, dict]]:
@@ -173,6 +202,41 @@ def _normalise(row: dict, schema: str, data_kind: str) -> dict:
     return _NORMALISERS[schema](row, data_kind)
 
 
+def _problem(row: dict, data_kind: str) -> str | None:
+    """Why a normalised row cannot be trained on, or ``None``."""
+    if data_kind == DataKind.PREFERENCE and row["chosen"] == row["rejected"]:
+        return "chosen and rejected are identical (no preference)"
+    return None
+
+
+def _normalise_rows(pairs, schema: str, data_kind: str, cfg: DataConfig, where: str) -> tuple[list[dict], list[int]]:
+    """Normalised rows (at most ``cfg.max_samples``) and the numbers of the rows skipped as malformed."""
+    rows, skipped_rows = [], []
+    for i, raw in pairs:
+        try:
+            if raw is None:
+                raise _Skip(None)
+            row = _normalise(raw, schema, data_kind)
+            problem = _problem(row, data_kind)
+            if problem is not None:
+                raise _Skip(problem)
+            rows.append(row)
+        except (KeyError, _Skip) as e:
+            if raw is not None and not cfg.skip_malformed:
+                reason = e.args[0] if isinstance(e, _Skip) else (
+                    f"column {e.args[0]!r} is missing, empty or of the wrong type (schema {schema})")
+                raise MalformedRowError(f"{where} {i}: {reason}; set data.skip_malformed=true to skip such rows"
+                                        ) from None
+            skipped_rows.append(i)
+        if cfg.max_samples is not None and len(rows) >= cfg.max_samples:
+            break
+    return rows, skipped_rows
+
+
+class _Skip(Exception):
+    """A row to skip (with the reason), raised inside :func:`_normalise_rows`."""
+
+
 def infer_schema(cfg: DataConfig, data_kind: str) -> str:
     if cfg.schema:
         return cfg.schema
@@ -198,37 +262,25 @@ def load_records(cfg: DataConfig, data_kind: str, source: str | None = None, spl
     source = source or cfg.source
     split = split or cfg.split
     schema = infer_schema(DataConfig(**{**cfg.__dict__, "source": source}), data_kind)
-    skipped, skipped_rows, bad_json = 0, [], 0
+    if cfg.max_samples is not None and cfg.max_samples < 1:
+        raise ValueError(f"data.max_samples must be >= 1 or None, got {cfg.max_samples!r}")
     if source == "tiny":
         from .tiny import tiny_rows
 
         pairs = list(enumerate(tiny_rows(schema, cfg.tiny_size, seed=seed + (0 if split == "train" else 1))))
         origin = f"tiny:{schema}"
     elif Path(source).is_file():
-        pairs, bad_json = _read_file(Path(source), cfg.skip_malformed)
+        pairs, _ = _read_file(Path(source), cfg.skip_malformed)
         origin = str(source)
     else:
         pairs = _read_hub(source, split)
         origin = f"{source}[{split}]"
     unit = "line" if Path(source).suffix.lower() in (".jsonl", ".ndjson") and Path(source).is_file() else "row"
-    rows = []
-    for i, raw in pairs:
-        if raw is None:
-            skipped += 1
-            skipped_rows.append(i)
-            continue
-        try:
-            rows.append(_normalise(raw, schema, data_kind))
-        except KeyError as e:
-            if not cfg.skip_malformed:
-                raise MalformedRowError(
-                    f"{origin}: {unit} {i}: column {e.args[0]!r} is missing, empty or of the wrong type "
-                    f"(schema {schema}); set data.skip_malformed=true to skip such rows"
-                ) from None
-            skipped += 1
-            skipped_rows.append(i)
-        if cfg.max_samples is not None and len(rows) >= cfg.max_samples:
-            break
+    rows, skipped_rows = _normalise_rows(pairs, schema, data_kind, cfg, f"{origin}: {unit}")
+    skipped = len(skipped_rows)
+    if skipped:
+        shown = ", ".join(map(str, skipped_rows[:5])) + (", ..." if skipped > 5 else "")
+        print(f"{origin}: skipped {skipped} malformed row(s) ({unit} {shown})", file=sys.stderr)
     if not rows:
         raise MalformedRowError(f"{origin}: no usable rows (skipped {skipped})")
     return Records(rows=rows, origin=origin, skipped=skipped, skipped_rows=skipped_rows)

@@ -38,12 +38,21 @@ OUTPUTS = ("metrics.csv", "summary.json", "model", "checkpoints", "tensorboard")
 """What a finished run leaves in its output directory (replaced by ``train.overwrite``)."""
 
 
+def _finished(out: Path) -> bool:
+    """Whether ``out`` holds a run that completed all its iterations."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+        return int(summary["steps"]) >= int(summary["iterations"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def prepare_output_dir(cfg: Config, main: bool) -> None:
     """Refuse to train over a finished run unless ``train.overwrite`` (or ``train.resume``)."""
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir={str(out)!r} is a file, expected a directory")
-    finished = (out / "summary.json").is_file()
+    finished = _finished(out)
     if finished and not (cfg.train.overwrite or cfg.train.resume):
         raise ConfigError(f"output_dir={str(out)!r} holds a finished run (summary.json); pass --overwrite "
                           "(train.overwrite=true) to replace it, --resume to continue it, or another --output-dir")
