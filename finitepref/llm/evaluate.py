@@ -127,8 +127,8 @@ class OpenAIJudge(PairwiseJudge):
         out: list[float | None] = []
         for post, x, y in zip(prompts, first, second, strict=True):
             swap = rng.random() < 0.5
-            a, b = (y, x) if swap else (x, y)
-            url, headers, body = self.build_request(post, a, b)
+            shown_a, shown_b = (y, x) if swap else (x, y)
+            url, headers, body = self.build_request(post, shown_a, shown_b)
             try:
                 resp = self.transport(url, headers, body)
                 verdict = parse_verdict(resp["choices"][0]["message"]["content"])

@@ -42,20 +42,21 @@ ARCHS = {
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def param_count(a: Arch, lm_head: bool = True) -> int:
-    attn = a.hidden * (a.hidden + 2 * a.kv_dim) + a.hidden * a.hidden
-    mlp = (3 if a.gated else 2) * a.hidden * a.intermediate
-    per_layer = attn + mlp + 4 * a.hidden
-    emb = a.vocab * a.hidden
-    head = 0 if (a.tied or not lm_head) else a.vocab * a.hidden
-    return emb + a.layers * per_layer + head + 2 * a.hidden
+def param_count(arch: Arch, lm_head: bool = True) -> int:
+    attn = arch.hidden * (arch.hidden + 2 * arch.kv_dim) + arch.hidden * arch.hidden
+    mlp = (3 if arch.gated else 2) * arch.hidden * arch.intermediate
+    per_layer = attn + mlp + 4 * arch.hidden
+    emb = arch.vocab * arch.hidden
+    head = 0 if (arch.tied or not lm_head) else arch.vocab * arch.hidden
+    return emb + arch.layers * per_layer + head + 2 * arch.hidden
 
 
-def lora_count(a: Arch, r: int) -> int:
+def lora_count(arch: Arch, r: int) -> int:
     """Adapters on every linear layer of the blocks (peft ``all-linear``)."""
-    shapes = [(a.hidden, a.hidden), (a.hidden, a.kv_dim), (a.hidden, a.kv_dim), (a.hidden, a.hidden)]
-    shapes += [(a.hidden, a.intermediate)] * (2 if a.gated else 1) + [(a.intermediate, a.hidden)]
-    return a.layers * sum(r * (i + o) for i, o in shapes)
+    hidden, kv = arch.hidden, arch.kv_dim
+    shapes = [(hidden, hidden), (hidden, kv), (hidden, kv), (hidden, hidden)]
+    shapes += [(arch.hidden, arch.intermediate)] * (2 if arch.gated else 1) + [(arch.intermediate, arch.hidden)]
+    return arch.layers * sum(r * (i + o) for i, o in shapes)
 
 
 def _arch_of(name: str | None) -> Arch | None:
@@ -86,15 +87,15 @@ def _arch_of(name: str | None) -> Arch | None:
 
 def estimate(cfg: Config, num_processes: int = 1) -> dict:
     """Per-process memory estimate (GiB) without ZeRO sharding; ``None`` fields are unknown."""
-    a = _arch_of(cfg.model.name) or _arch_of(cfg.model.family)
+    arch = _arch_of(cfg.model.name) or _arch_of(cfg.model.family)
     out: dict = {"policy_params": None, "trainable_params": None, "total_gib": None}
-    if a is None:
+    if arch is None:
         out["note"] = f"unknown architecture {cfg.model.name!r}: add it to finitepref.llm.memory.ARCHS"
         return out
     wb = BYTES[cfg.model.dtype]
-    n = param_count(a)
+    n = param_count(arch)
     record = cfg.algorithm.record
-    train_n = lora_count(a, cfg.lora.r) if (cfg.lora.enabled and record.adapters) else n
+    train_n = lora_count(arch, cfg.lora.r) if (cfg.lora.enabled and record.adapters) else n
     gib = 1024**3
     parts = {
         "policy_weights": (n + (train_n if train_n != n else 0)) * wb / gib,
@@ -104,15 +105,15 @@ def estimate(cfg: Config, num_processes: int = 1) -> dict:
     if record.needs_reference and not cfg.lora.enabled:
         parts["reference_weights"] = n * wb / gib
     if record.needs_reward_model:
-        ra = _arch_of(cfg.reward.model) or _arch_of(cfg.model.family) or a
+        ra = _arch_of(cfg.reward.model) or _arch_of(cfg.model.family) or arch
         rn = param_count(ra, lm_head=False)
         parts["reward_model_weights"] = rn * BYTES[cfg.reward.dtype] / gib
         if record.needs_value_head:
             parts["value_model_weights+grads+adam"] = rn * (2 * BYTES[cfg.reward.dtype] + 8) / gib
     seq = cfg.data.max_prompt_length + max(cfg.generation.max_new_tokens, cfg.data.max_response_length)
     rows = cfg.train.micro_batch_size * record.rows_per_example
-    act_layers = 1 if cfg.model.gradient_checkpointing else a.layers
-    parts["activations(rough)"] = rows * seq * (a.hidden * 16 * act_layers + 2 * a.vocab) * wb / gib
+    act_layers = 1 if cfg.model.gradient_checkpointing else arch.layers
+    parts["activations(rough)"] = rows * seq * (arch.hidden * 16 * act_layers + 2 * arch.vocab) * wb / gib
     out.update(policy_params=n, trainable_params=train_n, parts_gib={k: round(v, 2) for k, v in parts.items()},
                total_gib=round(sum(parts.values()), 2), num_processes=num_processes,
                note="per process, without ZeRO/FSDP sharding of gradients and optimiser states")

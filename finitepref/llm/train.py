@@ -48,15 +48,23 @@ def _finished(out: Path) -> bool:
 
 
 def prepare_output_dir(cfg: Config, main: bool) -> None:
-    """Refuse to train over a finished run unless ``train.overwrite`` (or ``train.resume``)."""
+    """Refuse to start over a previous run's results unless ``train.overwrite`` (or ``train.resume``).
+
+    A fresh run into a folder holding a finished run, or an unfinished run's checkpoints, would mix
+    two runs (and a later ``--resume`` could pick the other run's checkpoint); with ``overwrite``
+    the previous results (:data:`OUTPUTS`) are removed first.
+    """
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output_dir={str(out)!r} is a file, expected a directory")
-    finished = _finished(out)
-    if finished and not (cfg.train.overwrite or cfg.train.resume):
-        raise ConfigError(f"output_dir={str(out)!r} holds a finished run (summary.json); pass --overwrite "
-                          "(train.overwrite=true) to replace it, --resume to continue it, or another --output-dir")
-    if main and finished and cfg.train.overwrite and not cfg.train.resume:
+    if cfg.train.resume:
+        return
+    previous = ("a finished run (summary.json)" if _finished(out) else
+                "checkpoints of an unfinished run" if latest_checkpoint(out) is not None else None)
+    if previous is not None and not cfg.train.overwrite:
+        raise ConfigError(f"output_dir={str(out)!r} holds {previous}; pass --overwrite (train.overwrite=true) "
+                          "to replace it, --resume to continue it, or another --output-dir")
+    if main and cfg.train.overwrite:
         for name in OUTPUTS:
             path = out / name
             if path.is_dir():

@@ -88,7 +88,10 @@ def test_finished_run_is_protected_unless_overwrite(tmp_path, make_cfg):
 def test_another_stage_into_an_unfinished_folder_starts_a_fresh_metrics_file(tmp_path, make_cfg):
     run = tmp_path / "run"
     train(make_cfg("tiny/sft", run, "train.max_steps=2"))
-    train(make_cfg("tiny/dpo", run))
+    with pytest.raises(ConfigError, match="checkpoints of an unfinished run"):
+        train(make_cfg("tiny/dpo", run))
+    train(make_cfg("tiny/dpo", run, "train.overwrite=true"))
+    assert [step for step, _ in complete_checkpoints(run)] == []
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["step"].tolist() == [1, 2, 3, 4] and "margin" in metrics.columns
     assert "nll_per_token" not in metrics.columns
