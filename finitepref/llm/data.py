@@ -52,6 +52,8 @@ class Records:
     origin: str
     skipped: int = 0
     skipped_rows: list[int] = field(default_factory=list)
+    identical_rows: list[int] = field(default_factory=list)
+    """Preference rows kept although chosen == rejected (reported; skipped with ``skip_malformed``)."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -202,35 +204,41 @@ def _normalise(row: dict, schema: str, data_kind: str) -> dict:
     return _NORMALISERS[schema](row, data_kind)
 
 
-def _problem(row: dict, data_kind: str) -> str | None:
-    """Why a normalised row cannot be trained on, or ``None``."""
-    if data_kind == DataKind.PREFERENCE and row["chosen"] == row["rejected"]:
-        return "chosen and rejected are identical (no preference)"
-    return None
+def _identical(row: dict, data_kind: str) -> bool:
+    """A preference row whose two responses are the same text (it carries no preference)."""
+    return data_kind == DataKind.PREFERENCE and row["chosen"] == row["rejected"]
 
 
-def _normalise_rows(pairs, schema: str, data_kind: str, cfg: DataConfig, where: str) -> tuple[list[dict], list[int]]:
-    """Normalised rows (at most ``cfg.max_samples``) and the numbers of the rows skipped as malformed."""
-    rows, skipped_rows = [], []
+def _normalise_rows(pairs, schema: str, data_kind: str, cfg: DataConfig, where: str
+                    ) -> tuple[list[dict], list[int], list[int]]:
+    """Normalised rows (at most ``cfg.max_samples``), the numbers of the rows skipped as malformed,
+    and those of the rows kept although chosen == rejected (skipped with ``skip_malformed``)."""
+    rows, skipped_rows, identical_rows = [], [], []
     for i, raw in pairs:
         try:
             if raw is None:
                 raise _Skip(None)
             row = _normalise(raw, schema, data_kind)
-            problem = _problem(row, data_kind)
-            if problem is not None:
-                raise _Skip(problem)
+            if _identical(row, data_kind):
+                if cfg.skip_malformed:
+                    raise _Skip("chosen and rejected are identical")
+                identical_rows.append(i)
             rows.append(row)
-        except (KeyError, _Skip) as e:
-            if raw is not None and not cfg.skip_malformed:
-                reason = e.args[0] if isinstance(e, _Skip) else (
-                    f"column {e.args[0]!r} is missing, empty or of the wrong type (schema {schema})")
-                raise MalformedRowError(f"{where} {i}: {reason}; set data.skip_malformed=true to skip such rows"
-                                        ) from None
+        except KeyError as e:
+            if not cfg.skip_malformed:
+                raise MalformedRowError(
+                    f"{where} {i}: column {e.args[0]!r} is missing, empty or of the wrong type (schema {schema}); "
+                    "set data.skip_malformed=true to skip such rows") from None
+            skipped_rows.append(i)
+        except _Skip:
             skipped_rows.append(i)
         if cfg.max_samples is not None and len(rows) >= cfg.max_samples:
             break
-    return rows, skipped_rows
+    return rows, skipped_rows, identical_rows
+
+
+def _first_few(numbers: list[int], unit: str) -> str:
+    return f"{unit} " + ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
 
 
 class _Skip(Exception):
@@ -276,14 +284,17 @@ def load_records(cfg: DataConfig, data_kind: str, source: str | None = None, spl
         pairs = _read_hub(source, split)
         origin = f"{source}[{split}]"
     unit = "line" if Path(source).suffix.lower() in (".jsonl", ".ndjson") and Path(source).is_file() else "row"
-    rows, skipped_rows = _normalise_rows(pairs, schema, data_kind, cfg, f"{origin}: {unit}")
+    rows, skipped_rows, identical_rows = _normalise_rows(pairs, schema, data_kind, cfg, f"{origin}: {unit}")
     skipped = len(skipped_rows)
     if skipped:
-        shown = ", ".join(map(str, skipped_rows[:5])) + (", ..." if skipped > 5 else "")
-        print(f"{origin}: skipped {skipped} malformed row(s) ({unit} {shown})", file=sys.stderr)
+        print(f"{origin}: skipped {skipped} malformed row(s) ({_first_few(skipped_rows, unit)})", file=sys.stderr)
+    if identical_rows:
+        print(f"{origin}: {len(identical_rows)} row(s) with chosen == rejected ({_first_few(identical_rows, unit)}) "
+              "carry no preference; kept (data.skip_malformed=true skips them)", file=sys.stderr)
     if not rows:
         raise MalformedRowError(f"{origin}: no usable rows (skipped {skipped})")
-    return Records(rows=rows, origin=origin, skipped=skipped, skipped_rows=skipped_rows)
+    return Records(rows=rows, origin=origin, skipped=skipped, skipped_rows=skipped_rows,
+                   identical_rows=identical_rows)
 
 
 # --------------------------------------------------------------------------- tokenisation

@@ -40,11 +40,12 @@ def test_utf8_bom_keeps_the_first_row(tmp_path):
 
 def test_identical_chosen_and_rejected_is_reported(tmp_path, capsys):
     path = _write(tmp_path / "same.jsonl", [_row(1), _row(2, chosen="bad 2"), _row(3)])
-    with pytest.raises(MalformedRowError, match="line 2: chosen and rejected are identical"):
-        load_records(_cfg(path), "preference")
+    recs = load_records(_cfg(path), "preference")  # kept (a tie is a valid sample), but reported
+    assert len(recs) == 3 and recs.identical_rows == [2]
+    assert "1 row(s) with chosen == rejected (line 2)" in capsys.readouterr().err
     recs = load_records(_cfg(path, skip_malformed=True), "preference")
     assert len(recs) == 2 and recs.skipped_rows == [2]
-    assert "skipped 1" in capsys.readouterr().err
+    assert "skipped 1 malformed row(s) (line 2)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("override, field", [("train.lr=.nan", "train.lr"), ("train.epochs=-1", "train.epochs"),
