@@ -149,10 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         for path in sorted(CONFIG_DIR.rglob("*.yaml")):
             print(path.relative_to(CONFIG_DIR).with_suffix(""))
         return 0
-    if args.command == "train":
-        return _train_command(ap, args, overrides)
-    if args.command == "evaluate":
-        return _evaluate_command(ap, args, overrides)
+    from .errors import ConfigError
+
+    try:
+        if args.command == "train":
+            return _train_command(ap, args, overrides)
+        if args.command == "evaluate":
+            return _evaluate_command(ap, args, overrides)
+    except ConfigError as e:  # one line, exit status 2, no traceback
+        ap.error(str(e))
     return 1
 
 

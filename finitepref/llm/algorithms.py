@@ -1,7 +1,11 @@
-r"""Batch losses of every stage, as pure functions of models and token tensors.
+r"""Batch losses of every stage, as pure functions of models and typed batches.
 
 Every formula comes from :mod:`finitepref.losses`; this module only computes the sequence
-log-probabilities and rewards those functions take, and averages over the batch.
+log-probabilities and rewards those functions take, and averages over the batch. Every batch
+loss has one signature, read by :mod:`finitepref.llm.registry`::
+
+    loss(models: run.Models, batch: batches.<Batch>, settings: settings.<Settings>)
+        -> (scalar loss with gradient, {metric name: detached value})
 
 * ``sft_loss``: token-averaged negative log-likelihood of reference responses.
 * ``reward_loss``: Bradley-Terry, eq. (9), on the reward model's scalar scores.
@@ -10,7 +14,7 @@ log-probabilities and rewards those functions take, and averages over the batch.
   sampled online from the policy (see :func:`kl_penalty_surrogate`).
 * ``distill_batch_loss``: eq. (11) on two online samples per prompt, plus eq. (12)'s KL term.
 * ``rebel_batch_loss``: eq. (10).
-* ``ppo_losses``: clipped PPO on per-token rewards :func:`finitepref.losses.shaped_reward`
+* ``ppo_batch_loss`` / ``ppo_losses``: clipped PPO on per-token rewards :func:`finitepref.losses.shaped_reward`
   (eq. 1 with ``gamma = 0``; eq. 16's reverse KL with ``gamma > 0``) plus the score at the last token.
 """
 
@@ -80,7 +84,24 @@ def reference_pair_logprobs(models: Models, batch: PairBatch) -> tuple[Tensor, T
 
 
 def dpo_batch_loss(models: Models, batch: PairBatch, settings: DpoSettings) -> tuple[Tensor, dict]:
-    """Eq. (6), with pi_0's log-probs of the same pairs."""
+    r"""DPO, eq. (6), averaged over the pairs.
+
+    Parameters
+    ----------
+    models : Models
+        ``policy`` (trained) and ``reference`` (pi_0; ``None`` with LoRA: adapters disabled).
+    batch : PairBatch
+        Prompts with chosen :math:`a^+` and rejected :math:`a^-` responses.
+    settings : DpoSettings
+        :math:`\beta`.
+
+    Returns
+    -------
+    loss : Tensor
+        Mean of :math:`-\ln\sigma(\beta[(\ln\pi(a^+) - \ln\pi_0(a^+)) - (\ln\pi(a^-) - \ln\pi_0(a^-))])`.
+    metrics : dict
+        ``loss``, ``margin`` (the bracket without beta) and ``accuracy`` (share of positive margins).
+    """
     ref_plus, ref_minus = reference_pair_logprobs(models, batch)
     logp_plus, logp_minus = pair_logprobs(models.policy, batch)
     losses = dpo_loss(logp_plus, logp_minus, ref_plus, ref_minus, settings.beta)

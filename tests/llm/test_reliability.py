@@ -54,7 +54,10 @@ def test_identical_chosen_and_rejected_is_reported(tmp_path, capsys):
                                              ("train.keep_last=0", "train.keep_last")])
 def test_out_of_range_numbers_fail_at_dry_run(override, field, capsys):
     with pytest.raises(ConfigError, match=field):
+        load_config("tiny/dpo", [override])
+    with pytest.raises(SystemExit) as exc:
         main(["train", "--config", "tiny/dpo", "--dry-run", "--set", override])
+    assert exc.value.code == 2 and field in capsys.readouterr().err
 
 
 def test_duplicated_yaml_key_is_named(tmp_path):
