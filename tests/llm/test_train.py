@@ -108,7 +108,7 @@ def _free_port() -> int:
 
 
 def test_two_processes_match_one(tmp_path, make_cfg):
-    common = ["--config", "tiny/dpo", "--set", "log.tensorboard=false"]
+    common = ["--config", "tiny/dpo", "--set", "log.tensorboard=false", "--set", "train.save_every=2"]
     one = train(make_cfg("tiny/dpo", tmp_path / "one"))
     # accelerate's --cpu launcher starts one process without mpirun; its torchrun launcher
     # (--multi_gpu) starts two, and the trainer picks CPU + gloo when no GPU is visible.
@@ -120,6 +120,9 @@ def test_two_processes_match_one(tmp_path, make_cfg):
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
     assert one["steps"] == 4
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["num_processes"] == 2
+    from finitepref.llm.checkpoints import complete_checkpoints
+
+    assert [step for step, _ in complete_checkpoints(tmp_path / "two")] == [2, 4]  # saved atomically by 2 processes
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5)
