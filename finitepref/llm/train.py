@@ -171,6 +171,13 @@ def train(cfg: Config, accelerator=None) -> dict:
         resume(run)
     logger = MetricsLogger(out, cfg.log.csv, cfg.log.tensorboard, main, run.progress.step)
     stop_at = run.iterations if cfg.train.max_steps is None else min(run.iterations, cfg.train.max_steps)
+    if run.progress.step >= stop_at and _finished(out):
+        logger.close()
+        if main:
+            print(f"train.resume: {out} already finished at step {run.progress.step}; nothing to do")
+        summary = json.loads((out / "summary.json").read_text())
+        return {"steps": run.progress.step, "iterations": run.iterations, "metrics": summary,
+                "output_dir": str(out), "skipped_rows": run.records.skipped}
     last_metrics = run_loop(run, stop_at, logger)
     logger.close()
     accelerator.wait_for_everyone()

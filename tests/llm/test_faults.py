@@ -52,10 +52,23 @@ def test_resume_skips_incomplete_and_stray_checkpoints(tmp_path, make_cfg, capsy
     partial = root / "step-7"
     shutil.copytree(good, partial)
     next(p for p in partial.iterdir() if p.name != "complete.json").unlink()  # a file missing
+    truncated = root / "step-6"
+    shutil.copytree(good, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])                           # a file cut short
     assert latest_checkpoint(run) == good
     summary = train(make_cfg("tiny/dpo", run, "train.resume=true"))
     out = capsys.readouterr().out
     assert f"resuming from {good}" in out and "step-final" in out and summary["steps"] == 4
+
+
+def test_resuming_a_finished_run_keeps_its_results(tmp_path, make_cfg, capsys):
+    run = tmp_path / "run"
+    train(make_cfg("tiny/sft", run, "train.save_every=2"))
+    before = (run / "summary.json").read_text()
+    summary = train(make_cfg("tiny/sft", run, "train.save_every=2", "train.resume=true"))
+    assert "already finished" in capsys.readouterr().out and summary["steps"] == 4
+    assert (run / "summary.json").read_text() == before
 
 
 def test_keep_last_prunes_old_checkpoints(tmp_path, make_cfg):
