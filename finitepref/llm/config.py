@@ -585,8 +585,10 @@ def field_docs() -> dict[str, str]:
         for name, doc in _class_field_docs(tp).items():
             if section != "algorithm" or name == "name":
                 out[f"{section}.{name}"] = doc
-    users = registry.settings_fields()
+    by_doc: dict[str, dict[str, list[str]]] = {}
     for record in registry.REGISTRY.values():
         for name, doc in _class_field_docs(record.settings).items():
-            out.setdefault(f"algorithm.{name}", f"{doc} [{', '.join(users[name])}]")
+            by_doc.setdefault(name, {}).setdefault(doc, []).append(record.name)
+    for name, docs in by_doc.items():
+        out[f"algorithm.{name}"] = " | ".join(f"[{', '.join(users)}] {doc}" for doc, users in docs.items())
     return out
