@@ -5,6 +5,7 @@ the final weights are summarised (sum, sum of squares, a position-weighted sum, 
 the SHA-256 of the raw bytes) with the last logged metrics. The result is the JSON read by
 ``tests/llm/test_unchanged.py``.
 
+Run it on a CPU-only machine (or with ``CUDA_VISIBLE_DEVICES=``): the trainer uses a visible GPU.
 It only uses ``finitepref.llm.config.load_config`` and ``finitepref.llm.train.train``, which exist
 in every version, so it runs against any tree::
 
