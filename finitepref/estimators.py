@@ -408,8 +408,10 @@ def ipo(prob: ToyProblem, data: PreferenceData, tau: float, *, chunk_size: int |
     .. math:: \pi_{\mathrm{IPO}}(a\mid x)\propto\pi_0(a\mid x)\exp\bigl(p^*(a\succ\mu\mid x)/\tau\bigr),\qquad
               p^*(a\succ\mu\mid x) = \mathbb E_{b\sim\mu(x)}\sigma\bigl(\gamma\ln\tfrac{\pi^*(a\mid x)}{\pi^*(b\mid x)}\bigr),
 
-    the maximiser of :math:`\mathbb E_\pi[p^*(a\succ\mu)] - \tau\mathrm{KL}(\pi\|\pi_0)` (Azar et al.,
-    Prop. 1 / Thm. 2), unique where :math:`\mu(x)` has full support (:func:`ipo_population_limit`).
+    the maximiser of :math:`\mathbb E_\pi[p^*(a\succ\mu)] - \tau\mathrm{KL}(\pi\|\pi_0)` (the
+    :math:`\Psi`-PO optimum of Azar et al. with :math:`\Psi` the identity), unique where :math:`\mu(x)`
+    has full support (:func:`ipo_population_limit`; off the support of :math:`\mu` the loss does not
+    constrain :math:`\pi`).
     The tilt :math:`p^*/\tau` is bounded in :math:`[0, 1/\tau]` and depends on :math:`\mu`, so the
     limit is not :math:`\pi^*` (except by coincidence); on a finite class the estimator converges to
     the class member minimising the population loss.
@@ -440,10 +442,12 @@ def chipo(prob: ToyProblem, data: PreferenceData, beta: float, r_max: float | No
 
     .. math:: \pi_{\chi\mathrm{PO}}(a\mid x) = \pi_0(a\mid x)\,\omega\bigl((\gamma\ln\pi^*(a\mid x) + c(x))/\beta\bigr),
 
-    with :math:`c(x)` the unique normaliser (:func:`chipo_population_limit`): the minimiser of
-    :math:`-\mathbb E_\pi[r^*] + \beta(\mathrm{KL} + \chi^2)(\pi\|\pi_0)`, the regularised objective of
-    Huang et al. It is not :math:`\pi^*`: for large ratios :math:`\pi/\pi_0` it is affine in
-    :math:`\gamma\ln\pi^*/\beta`; for small ones it approaches DPO's :math:`\pi_0\,\pi^{*\gamma/\beta}`.
+    with :math:`c(x)` the unique normaliser (:func:`chipo_population_limit`), unique where :math:`\mu(x)`
+    has full support: the maximiser of :math:`\mathbb E_\pi[r^*] - \beta D_f(\pi\|\pi_0)` with
+    :math:`f(z) = z\ln z + (z-1)^2/2` (KL plus half the :math:`\chi^2`-divergence, the mixed
+    regulariser of Huang et al.; :math:`f' = \phi`). It is not :math:`\pi^*`: where
+    :math:`\pi/\pi_0` is large it is affine in :math:`\gamma\ln\pi^*/\beta`; where it is small it
+    approaches DPO's :math:`\pi_0\,\pi^{*\gamma/\beta}`.
     """
     _check_data(prob, data)
     beta = check_positive("beta", beta)
