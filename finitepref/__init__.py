@@ -15,3 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = ["ToyProblem", "PreferenceData", "losses", "estimators", "divergences", "coverage", "preference",
            "__version__"]
+
+from . import online  # noqa: E402  (issue 14: on-policy estimators; appended for an easy merge)
+
+__all__ += ["online"]

@@ -89,3 +89,97 @@ def concentrability(log_policies: Tensor, prompt_probs: Tensor, mu: Tensor) -> f
         chunk = log_policies[start:start + _CHUNK][:, active]
         best = max(best, float((chunk - log_mu[active]).max()))
     return math.exp(best) if best < 709.0 else math.inf
+
+
+# ---------------------------------------------------------------------- single-policy coverage (issue 14)
+from dataclasses import dataclass  # noqa: E402  (appended section: kept apart for an easy merge)
+
+__all__ += ["SinglePolicyCoverage", "single_policy_log_ratio", "single_policy_coverage"]
+
+
+@dataclass(frozen=True)
+class SinglePolicyCoverage:
+    r"""Single-policy concentrability coefficients of :math:`\pi^*` under the data policy :math:`\mu`.
+
+    Properties of :math:`(\mathcal D, \mu, \pi^*)` alone, unlike :math:`C_\Pi` (Definition 3), which
+    is a maximum over the class. Prompts with :math:`\mathcal D(x) = 0` do not enter; a response
+    with :math:`\pi^*(a\mid x) > 0 = \mu(a\mid x)` makes every coefficient ``inf``; terms with
+    :math:`\pi^*(a\mid x) = 0` contribute 0.
+
+    Attributes
+    ----------
+    linf : float
+        :math:`C^{\pi^*}_\infty = \max_{x:\mathcal D(x)>0,\,a}\pi^*(a\mid x)/\mu(a\mid x)`: the
+        :math:`\ell_\infty` single-policy concentrability of offline RL (Rashidinejad et al. 2021,
+        "Bridging Offline Reinforcement Learning and Imitation Learning: A Tale of Pessimism",
+        :math:`C^*` for contextual bandits), the coefficient :math:`C^{\pi}_\infty` of Huang et al.
+        (2024, chi-PO) with their :math:`\pi_{\mathrm{ref}}` read as the data policy :math:`\mu`.
+    chi2 : float
+        :math:`C^{\pi^*}_{\chi^2} = \mathbb E_{x\sim\mathcal D}\mathbb E_{a\sim\pi^*(x)}[\pi^*(a\mid x)/\mu(a\mid x)]
+        = 1 + \mathbb E_{x\sim\mathcal D}\chi^2(\pi^*(x)\|\mu(x))`: the :math:`\chi^2` (:math:`L_2(\mu)`)
+        form, :math:`\mathcal C^{\pi}` of Huang et al. (2024); :math:`1\le` ``chi2`` :math:`\le` ``linf``.
+    pairwise_linf : float
+        :math:`\max_{x,a,a'}\frac{\pi^*(a\mid x)\pi^*(a'\mid x)}{\mu(a\mid x)\mu(a'\mid x)} = (C^{\pi^*}_\infty)^2`:
+        the density ratio of an on-policy pair :math:`(a, a')\sim\pi^*\otimes\pi^*` to an offline
+        pair :math:`\sim\mu\otimes\mu`, the pairwise (trajectory-pair) concentrability of Zhan et al.
+        (2023, "Provable Offline Preference-Based Reinforcement Learning", ICLR 2024) with both
+        compared responses drawn from the target. (Zhu, Jordan and Jiao 2023, "Principled RLHF from
+        Pairwise or K-wise Comparisons", use its linear-feature analogue, the norm of
+        :math:`\mathbb E_{\pi^*}\phi` in the inverse data covariance of feature differences.)
+    pairwise_chi2 : float
+        :math:`\mathbb E_{x}\mathbb E_{(a,a')\sim\pi^*\otimes\pi^*}\frac{\pi^*(a)\pi^*(a')}{\mu(a)\mu(a')}
+        = \mathbb E_x\bigl[(1 + \chi^2(\pi^*(x)\|\mu(x)))^2\bigr]`, the :math:`\chi^2` form of the same
+        pair ratio.
+    """
+
+    linf: float
+    chi2: float
+    pairwise_linf: float
+    pairwise_chi2: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The coefficients as a plain dict (for results files)."""
+        return {"linf": self.linf, "chi2": self.chi2, "pairwise_linf": self.pairwise_linf,
+                "pairwise_chi2": self.pairwise_chi2}
+
+
+def single_policy_log_ratio(log_pi_star: Tensor, mu: Tensor) -> Tensor:
+    r""":math:`\ln\pi^*(a\mid x) - \ln\mu(a\mid x)`, shape ``(X, A)``: ``+inf`` where :math:`\mu = 0 < \pi^*`,
+    ``-inf`` where :math:`\pi^* = 0` (whatever :math:`\mu`)."""
+    log_mu = torch.log(mu)
+    zero_star = torch.isneginf(log_pi_star)
+    safe_mu = torch.where(zero_star, torch.zeros_like(log_mu), log_mu)
+    return torch.where(zero_star, torch.full_like(log_mu, -math.inf), log_pi_star - safe_mu)
+
+
+def _log_expectation(log_weight: Tensor, log_value: Tensor) -> Tensor:
+    r""":math:`\ln\sum_a e^{w_a + v_a}` over the last axis, with :math:`e^{-\infty}\cdot e^{+\infty} = 0`."""
+    dead = torch.isneginf(log_weight)
+    terms = torch.where(dead, torch.full_like(log_weight, -math.inf), log_weight + log_value)
+    return torch.logsumexp(terms, -1)
+
+
+def _exp_or_inf(log_value: float) -> float:
+    return math.exp(log_value) if log_value < 709.0 else math.inf
+
+
+def single_policy_coverage(log_pi_star: Tensor, prompt_probs: Tensor, mu: Tensor) -> SinglePolicyCoverage:
+    r"""The single-policy coefficients of :class:`SinglePolicyCoverage`, computed in log space.
+
+    With :math:`\rho = \ln\pi^* - \ln\mu` (:func:`single_policy_log_ratio`) and :math:`\mathcal X_+ =
+    \{x: \mathcal D(x) > 0\}`: ``linf`` :math:`= \exp\max_{\mathcal X_+,a}\rho`; per prompt
+    :math:`\ln(1 + \chi^2_x) = \mathrm{logsumexp}_a(\ln\pi^* + \rho)`; ``chi2`` and
+    ``pairwise_chi2`` are the :math:`\mathcal D`-means of :math:`e^{\ln(1+\chi^2_x)}` and
+    :math:`e^{2\ln(1+\chi^2_x)}`, again by logsumexp. Values beyond :math:`e^{709}` are ``inf``.
+    """
+    active = prompt_probs > 0
+    rho = single_policy_log_ratio(log_pi_star, mu)[active]
+    log_d = torch.log(prompt_probs[active])
+    log_chi = _log_expectation(log_pi_star[active], rho)  # ln(1 + chi^2_x), (X+,)
+    log_linf = float(rho.max())
+    return SinglePolicyCoverage(
+        linf=_exp_or_inf(log_linf),
+        chi2=_exp_or_inf(float(torch.logsumexp(log_d + log_chi, 0))),
+        pairwise_linf=_exp_or_inf(2.0 * log_linf),
+        pairwise_chi2=_exp_or_inf(float(torch.logsumexp(log_d + 2.0 * log_chi, 0))),
+    )

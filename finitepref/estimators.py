@@ -363,3 +363,145 @@ def distill_objective(log_probs: Tensor, counts, rewards: Tensor, gamma: float, 
     """
     rewards = torch.as_tensor(rewards, dtype=log_probs.dtype, device=log_probs.device)
     return _objective(_distill_table(log_probs, rewards, gamma, beta, ref_log_probs), counts)
+
+
+# ---------------------------------------------------------------------- beyond the paper (issue 14)
+__all__ += ["ipo", "chipo", "chipo_default_r_max", "ipo_population_limit", "chipo_population_limit"]
+
+
+def _ipo_table(log_pi: Tensor, log_ref: Tensor, tau: float) -> Tensor:
+    win, lose = _pairs(log_pi)
+    ref_win, ref_lose = _pairs(log_ref)
+    return _flat_pairs(losses.ipo_loss(win, lose, ref_win, ref_lose, tau))
+
+
+def _chipo_table(log_pi: Tensor, log_ref: Tensor, beta: float, r_max: float) -> Tensor:
+    win, lose = _pairs(log_pi)
+    ref_win, ref_lose = _pairs(log_ref)
+    return _flat_pairs(losses.chipo_loss(win, lose, ref_win, ref_lose, beta, r_max))
+
+
+def chipo_default_r_max(prob: ToyProblem) -> float:
+    r"""Default :math:`R_{\max}` of :func:`chipo`: :math:`2\gamma R`, with R of Assumption 2.
+
+    Huang et al. (2024) assume rewards :math:`r^*(x,a)\in[0, R_{\max}]`. The Bradley-Terry reward
+    of eq. (2) is :math:`\gamma\ln\pi^*` up to a per-prompt shift, and its centered version
+    satisfies :math:`|\bar R_*(x,a)|\le\gamma R` (Assumption 2, ``prob.boundedness()``), so
+    :math:`\bar R_* + \gamma R\in[0, 2\gamma R]`: :math:`R_{\max} = 2\gamma R` is the paper's
+    reward range for this problem (every reward difference is at most :math:`R_{\max}`, well inside
+    the clip at :math:`2R_{\max}`).
+    """
+    return 2.0 * prob.gamma * prob.boundedness()
+
+
+def ipo(prob: ToyProblem, data: PreferenceData, tau: float, *, chunk_size: int | None = None) -> np.ndarray:
+    r"""IPO (Azar et al. 2023, eq. 17) with regularisation ``tau > 0`` against ``prob.reference``.
+
+    .. math:: \hat\pi = \arg\min_{\pi\in\Pi}\frac1n\sum_{D_n}\Bigl(\ln\frac{\pi(a^+\mid x)\,\pi_0(a^-\mid x)}
+              {\pi(a^-\mid x)\,\pi_0(a^+\mid x)} - \frac{1}{2\tau}\Bigr)^2.
+
+    Population limit (exact, tabular): with :math:`g = \ln(\pi/\pi_0)` and
+    :math:`d = g(a) - g(b)`, the expected loss per prompt is
+    :math:`\mathbb E_{a,b\sim\mu}[d^2] - \tfrac1\tau\mathbb E[d\,(2\mathbb P_*(a\succ b) - 1)] + \tfrac1{4\tau^2}`;
+    its stationarity condition is :math:`g(a) - \mathbb E_\mu g = \tfrac1\tau(p^*(a\succ\mu) - \tfrac12)`, so
+
+    .. math:: \pi_{\mathrm{IPO}}(a\mid x)\propto\pi_0(a\mid x)\exp\bigl(p^*(a\succ\mu\mid x)/\tau\bigr),\qquad
+              p^*(a\succ\mu\mid x) = \mathbb E_{b\sim\mu(x)}\sigma\bigl(\gamma\ln\tfrac{\pi^*(a\mid x)}{\pi^*(b\mid x)}\bigr),
+
+    the maximiser of :math:`\mathbb E_\pi[p^*(a\succ\mu)] - \tau\mathrm{KL}(\pi\|\pi_0)` (the
+    :math:`\Psi`-PO optimum of Azar et al. with :math:`\Psi` the identity), unique where :math:`\mu(x)`
+    has full support (:func:`ipo_population_limit`; off the support of :math:`\mu` the loss does not
+    constrain :math:`\pi`).
+    The tilt :math:`p^*/\tau` is bounded in :math:`[0, 1/\tau]` and depends on :math:`\mu`, so the
+    limit is not :math:`\pi^*` (except by coincidence); on a finite class the estimator converges to
+    the class member minimising the population loss.
+    """
+    _check_data(prob, data)
+    tau = check_positive("tau", tau)
+    log_ref = prob._need_reference()
+    stats = _pair_stats(data, prob.device)
+    return _argmin(lambda s: _ipo_table(prob.log_policies[s], log_ref, tau), prob.n_policies, stats, chunk_size)
+
+
+def chipo(prob: ToyProblem, data: PreferenceData, beta: float, r_max: float | None = None, *,
+          chunk_size: int | None = None) -> np.ndarray:
+    r"""chi-PO (Huang et al. 2024, Algorithm 1) with coefficient ``beta > 0`` against ``prob.reference``.
+
+    .. math:: \hat\pi = \arg\min_{\pi\in\Pi}\frac1n\sum_{D_n}-\ln\sigma\Bigl(\mathrm{clip}_{2R_{\max}}
+              \Bigl[\beta\phi\Bigl(\frac{\pi(a^+\mid x)}{\pi_0(a^+\mid x)}\Bigr)
+              - \beta\phi\Bigl(\frac{\pi(a^-\mid x)}{\pi_0(a^-\mid x)}\Bigr)\Bigr]\Bigr),\quad \phi(z) = z + \ln z.
+
+    ``r_max`` is :math:`R_{\max}` (finite, > 0); ``None`` takes :func:`chipo_default_r_max`,
+    :math:`2\gamma R`.
+
+    Population limit: the Bradley-Terry cross-entropy is strictly proper in its logit, so when every
+    true reward difference :math:`\gamma\ln(\pi^*(a)/\pi^*(b))` lies inside the clip (true for the
+    default) the population loss over all policies is minimised exactly when
+    :math:`\beta\phi(\pi(a\mid x)/\pi_0(a\mid x)) = \gamma\ln\pi^*(a\mid x) + c(x)` on the support of
+    :math:`\mu(x)`. With the Wright omega function :math:`\omega` (:math:`\omega + \ln\omega = s`),
+
+    .. math:: \pi_{\chi\mathrm{PO}}(a\mid x) = \pi_0(a\mid x)\,\omega\bigl((\gamma\ln\pi^*(a\mid x) + c(x))/\beta\bigr),
+
+    with :math:`c(x)` the unique normaliser (:func:`chipo_population_limit`), unique where :math:`\mu(x)`
+    has full support: the maximiser of :math:`\mathbb E_\pi[r^*] - \beta D_f(\pi\|\pi_0)` with
+    :math:`f(z) = z\ln z + (z-1)^2/2` (KL plus half the :math:`\chi^2`-divergence, the mixed
+    regulariser of Huang et al.; :math:`f' = \phi`). It is not :math:`\pi^*`: where
+    :math:`\pi/\pi_0` is large it is affine in :math:`\gamma\ln\pi^*/\beta`; where it is small it
+    approaches DPO's :math:`\pi_0\,\pi^{*\gamma/\beta}`.
+    """
+    _check_data(prob, data)
+    beta = check_positive("beta", beta)
+    r_max = chipo_default_r_max(prob) if r_max is None else check_positive("r_max", r_max)
+    log_ref = prob._need_reference()
+    stats = _pair_stats(data, prob.device)
+    return _argmin(lambda s: _chipo_table(prob.log_policies[s], log_ref, beta, r_max), prob.n_policies, stats,
+                   chunk_size)
+
+
+def ipo_population_limit(prob: ToyProblem, tau: float) -> Tensor:
+    r"""Log-probabilities ``(X, A)`` of IPO's population minimiser over all policies (see :func:`ipo`):
+    :math:`\ln\pi_0 + p^*(a\succ\mu)/\tau`, normalised per prompt."""
+    from .preference import preference_probs
+
+    tau = check_positive("tau", tau)
+    log_ref = prob._need_reference()
+    win_vs_mu = (preference_probs(prob.log_pi_star, prob.gamma) * prob.mu[:, None, :]).sum(-1)
+    return torch.log_softmax(log_ref + win_vs_mu / tau, -1)
+
+
+def _chipo_log_ratio(reward: np.ndarray, c: float, beta: float) -> np.ndarray:
+    r""":math:`\ln\omega(s) = s - \omega(s)` with :math:`s = (r + c)/\beta`: exact also where :math:`\omega` underflows."""
+    from scipy.special import wrightomega
+
+    s = (reward + c) / beta
+    return s - np.real(wrightomega(s))
+
+
+def chipo_population_limit(prob: ToyProblem, beta: float, r_max: float | None = None) -> Tensor:
+    r"""Log-probabilities ``(X, A)`` of chi-PO's population minimiser over all policies (see :func:`chipo`).
+
+    Per prompt, :math:`\ln\pi = \ln\pi_0 + \ln\omega((\gamma\ln\pi^* + c)/\beta)` with :math:`c` found by
+    Brent's method: the total mass is increasing in :math:`c` and equals 1 somewhere in
+    :math:`[\beta - \gamma\max_a\ln\pi^*, \beta - \gamma\min_a\ln\pi^*]` (:math:`\omega(1) = 1`).
+    Raises ``ValueError`` when the clip :math:`2R_{\max}` cuts a true reward difference on the support
+    of :math:`\mu` (then the population loss has no unique minimiser).
+    """
+    from scipy.optimize import brentq
+    from scipy.special import logsumexp
+
+    beta = check_positive("beta", beta)
+    r_max = chipo_default_r_max(prob) if r_max is None else check_positive("r_max", r_max)
+    log_ref = prob._need_reference().cpu().numpy()
+    reward = prob.gamma * prob.log_pi_star.cpu().numpy()
+    mu = prob.mu.cpu().numpy()
+    out = np.empty_like(reward)
+    for x in range(reward.shape[0]):
+        support = reward[x][mu[x] > 0]
+        if support.max() - support.min() >= 2.0 * r_max:
+            raise ValueError(f"r_max: the clip 2*r_max = {2 * r_max:g} cuts a reward difference of prompt {x}")
+        def log_mass(c, x=x):
+            return logsumexp(log_ref[x] + _chipo_log_ratio(reward[x], c, beta))
+        lo, hi = beta - reward[x].max(), beta - reward[x].min()
+        c = lo if lo == hi else brentq(log_mass, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+        out[x] = log_ref[x] + _chipo_log_ratio(reward[x], c, beta)
+    return torch.log_softmax(torch.as_tensor(out, device=prob.device), -1)

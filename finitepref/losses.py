@@ -141,3 +141,76 @@ def shaped_reward(reward: Tensor, logp: Tensor, ref_logp: Tensor | None, beta: f
             raise ValueError("shaped_reward: ref_logp is required when beta != 0")
         out = out - beta * (logp - ref_logp)
     return out
+
+
+# ---------------------------------------------------------------------- beyond the paper (issue 14)
+__all__ += ["ipo_loss", "chi_link_margin", "chipo_loss"]
+
+
+def ipo_loss(
+    logp_plus: Tensor, logp_minus: Tensor, ref_plus: Tensor, ref_minus: Tensor, tau: float
+) -> Tensor:
+    r"""Per-pair IPO loss (Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning
+    from Human Preferences", eq. 17), with regularisation ``tau``.
+
+    .. math:: \ell_{\mathrm{IPO}} = \Bigl(h_\pi(a^+, a^-) - \frac{1}{2\tau}\Bigr)^2,\qquad
+              h_\pi(a^+, a^-) = \ln\frac{\pi(a^+\mid x)}{\pi_0(a^+\mid x)} - \ln\frac{\pi(a^-\mid x)}{\pi_0(a^-\mid x)}.
+
+    :math:`h` is the margin of :func:`dpo_loss` (two equal infinite log-probabilities give a zero
+    difference, as in :func:`preference_logit`); an infinite margin gives ``+inf``.
+    """
+    margin = preference_logit(logp_plus, logp_minus, 1.0) - preference_logit(ref_plus, ref_minus, 1.0)
+    return (margin - 0.5 / tau) ** 2
+
+
+def _exp_difference(u: Tensor, v: Tensor) -> Tensor:
+    r""":math:`e^u - e^v` without cancellation or NaN: :math:`\pm e^{\max}\,(-\mathrm{expm1}(\min-\max))`,
+    exactly 0 where ``u == v`` (also for equal infinities), :math:`\pm\infty` where it overflows."""
+    same = u == v
+    hi = torch.where(same, torch.zeros_like(u), torch.maximum(u, v))
+    gap = torch.where(same, torch.zeros_like(u), torch.minimum(u, v) - hi)
+    sign = torch.where(u >= v, torch.ones_like(u), -torch.ones_like(u))
+    return sign * torch.exp(hi) * -torch.expm1(gap)
+
+
+def chi_link_margin(
+    logp_plus: Tensor, logp_minus: Tensor, ref_plus: Tensor, ref_minus: Tensor, beta: float
+) -> Tensor:
+    r"""Implicit-reward margin of chi-PO (Huang et al. 2024, Algorithm 1), before clipping.
+
+    .. math:: \beta\,\phi\Bigl(\frac{\pi(a^+\mid x)}{\pi_0(a^+\mid x)}\Bigr) - \beta\,\phi\Bigl(\frac{\pi(a^-\mid x)}{\pi_0(a^-\mid x)}\Bigr),
+              \qquad \phi(z) = z + \ln z,
+
+    computed from the log-ratios :math:`u^\pm = \ln\pi(a^\pm\mid x) - \ln\pi_0(a^\pm\mid x)` as
+    :math:`\beta\bigl[(e^{u^+} - e^{u^-}) + (u^+ - u^-)\bigr]`. The two brackets have the same sign,
+    so the sum never forms :math:`\infty - \infty`; :math:`e^{u^+} - e^{u^-}` is evaluated by
+    ``expm1`` (no cancellation when :math:`u^+\approx u^-`). The result may be :math:`\pm\infty`
+    (a zero probability, or a ratio beyond :math:`e^{709}`); :func:`chipo_loss` clips it.
+    """
+    u = preference_logit(logp_plus, ref_plus, 1.0)
+    v = preference_logit(logp_minus, ref_minus, 1.0)
+    return beta * (_exp_difference(u, v) + preference_logit(u, v, 1.0))
+
+
+def chipo_loss(
+    logp_plus: Tensor, logp_minus: Tensor, ref_plus: Tensor, ref_minus: Tensor, beta: float, r_max: float
+) -> Tensor:
+    r"""Per-pair chi-PO loss (Huang et al. 2024, "Correcting the Mythos of KL-Regularization: Direct
+    Alignment without Overoptimization via Chi-Squared Preference Optimization", Algorithm 1).
+
+    DPO's link :math:`\beta\ln(\pi/\pi_0)` (eq. 6) replaced by :math:`\beta\phi(\pi/\pi_0)` with
+    :math:`\phi(z) = z + \ln z`, and the margin clipped to :math:`[-2R_{\max}, 2R_{\max}]`:
+
+    .. math:: \ell_{\chi\mathrm{PO}} = -\ln\sigma\Bigl(\mathrm{clip}_{2R_{\max}}\Bigl[
+              \beta\phi\Bigl(\frac{\pi(a^+\mid x)}{\pi_0(a^+\mid x)}\Bigr)
+              - \beta\phi\Bigl(\frac{\pi(a^-\mid x)}{\pi_0(a^-\mid x)}\Bigr)\Bigr]\Bigr),
+              \qquad \mathrm{clip}_c(z) = \max\{\min\{c, z\}, -c\},
+
+    with :math:`R_{\max}` the bound of the paper's rewards :math:`r^*\in[0, R_{\max}]` (``r_max``,
+    finite and positive). The loss is finite for every input (the clip bounds the logit), and lies
+    in :math:`[\ln(1 + e^{-2R_{\max}}), \ln(1 + e^{2R_{\max}})]`. The margin is
+    :func:`chi_link_margin`.
+    """
+    c = 2.0 * r_max
+    margin = chi_link_margin(logp_plus, logp_minus, ref_plus, ref_minus, beta)
+    return -F.logsigmoid(torch.clamp(margin, -c, c))

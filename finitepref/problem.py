@@ -446,3 +446,14 @@ class ToyProblem:
     def __repr__(self) -> str:
         return (f"ToyProblem(X={self.n_prompts}, A={self.n_responses}, |Pi|={self.n_policies}, "
                 f"|R|={self.n_rewards}, gamma={self.gamma}, star={self.star})")
+
+    # ------------------------------------------------------------------ single-policy coverage (issue 14)
+    def single_policy_coverage(self) -> _coverage.SinglePolicyCoverage:
+        r"""Single-policy concentrability of :math:`\pi^*` under :math:`\mu` (a property of :math:`\mathcal D, \mu, \pi^*`).
+
+        :math:`\ell_\infty` form :math:`\max_{x,a}\pi^*(a\mid x)/\mu(a\mid x)`, :math:`\chi^2` form
+        :math:`\mathbb E_{x\sim\mathcal D}\mathbb E_{\pi^*}[\pi^*/\mu] = 1 + \mathbb E_x\chi^2(\pi^*\|\mu)`, and their
+        pairwise versions; definitions and citations in :class:`finitepref.coverage.SinglePolicyCoverage`.
+        ``inf`` where :math:`\mu(a\mid x) = 0 < \pi^*(a\mid x)` on a prompt of positive probability.
+        """
+        return _coverage.single_policy_coverage(self.log_pi_star, self.prompt_probs, self.mu)

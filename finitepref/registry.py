@@ -133,3 +133,8 @@ register(Estimator("rlhf", "RLHF (eq. 1)", _est.rlhf, "forward", ("beta",), need
                    learns_pi_star=False, equation="1"))
 register(Estimator("rebel", "REBEL (eq. 10)", _est.rebel, "forward", ("eta",), needs_reward=True,
                    learns_pi_star=False, equation="10"))
+# beyond the paper (issue 14): biased limits, see estimators.ipo / estimators.chipo for the closed forms
+register(Estimator("ipo", "IPO (Azar et al. 2023)", _est.ipo, "forward", ("tau",), learns_pi_star=False,
+                   population_limit=_est.ipo_population_limit))
+register(Estimator("chipo", "χPO (Huang et al. 2024)", _est.chipo, "forward", ("beta", "r_max"),
+                   learns_pi_star=False, population_limit=_est.chipo_population_limit))
