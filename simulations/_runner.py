@@ -47,7 +47,7 @@ import pandas as pd
 
 __all__ = [
     "ScriptConfig", "SweepConfig", "Outcome", "parse_config", "write_outputs", "main", "versions", "to_jsonable",
-    "InjectedFault", "fault_point", "MAX_N",
+    "InjectedFault", "fault_point", "MAX_N", "check_sample_grid", "check_output_folder",
 ]
 
 MAX_N = 10**18
@@ -129,11 +129,15 @@ class SweepConfig(ScriptConfig):
     def _check_ranges(self) -> None:
         """The base checks, then ``1 <= n_min <= n_max <= MAX_N`` and ``n_points >= 1``."""
         super()._check_ranges()
-        if not 1 <= self.n_min <= self.n_max <= MAX_N:
-            raise ValueError(f"n_min, n_max: need 1 <= n_min <= n_max <= {MAX_N:.0e}, got n_min={self.n_min}, "
-                             f"n_max={self.n_max}")
-        if self.n_points < 1:
-            raise ValueError(f"n_points: must be >= 1, got {self.n_points}")
+        check_sample_grid(self.n_min, self.n_max, self.n_points)
+
+
+def check_sample_grid(n_min: float, n_max: float, n_points: int) -> None:
+    """``1 <= n_min <= n_max <= MAX_N`` (finite) and ``n_points >= 1``; raise ``ValueError`` naming the field."""
+    if not 1 <= n_min <= n_max <= MAX_N:
+        raise ValueError(f"n_min, n_max: need 1 <= n_min <= n_max <= {MAX_N:.0e}, got n_min={n_min}, n_max={n_max}")
+    if n_points < 1:
+        raise ValueError(f"n_points: must be >= 1, got {n_points}")
 
 
 def _check_finite(name: str, value: Any) -> None:
