@@ -368,6 +368,7 @@ class Outcome:
     extra: more entries of ``config.json``
     files: more files to write (see :func:`write_outputs`)
     data: anything else ``plot`` and ``verdicts`` read
+    config: the config to record in ``config.json`` when it differs from the parsed one (e.g. a chosen setting)
     """
 
     table: pd.DataFrame | None
@@ -375,6 +376,7 @@ class Outcome:
     extra: dict[str, Any] | None = None
     files: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    config: Any = None
 
 
 def main(name: str, cls: type, argv: list[str] | None, doc: str | None, *, run: Callable[[Any], Outcome],
@@ -386,7 +388,7 @@ def main(name: str, cls: type, argv: list[str] | None, doc: str | None, *, run: 
     outcome = run(cfg)
     figure = plot(outcome, cfg) if plot is not None else None
     try:
-        paths = write_outputs(cfg.out, name, cfg, outcome.table, outcome.summary, figure, outcome.extra,
+        paths = write_outputs(cfg.out, name, outcome.config or cfg, outcome.table, outcome.summary, figure, outcome.extra,
                               outcome.files)
     finally:
         if figure is not None:
