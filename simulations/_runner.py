@@ -47,7 +47,7 @@ import pandas as pd
 
 __all__ = [
     "ScriptConfig", "SweepConfig", "Outcome", "parse_config", "write_outputs", "main", "versions", "to_jsonable",
-    "InjectedFault", "fault_point", "MAX_N", "check_sample_grid", "check_output_folder",
+    "entry", "sweep_then_summarize", "InjectedFault", "fault_point", "MAX_N", "check_sample_grid", "check_output_folder",
 ]
 
 MAX_N = 10**18
@@ -62,14 +62,14 @@ class ScriptConfig:
     """Fields every script has. Every field is a command-line flag (``--field-name``).
 
     seed: master seed (independent streams via SeedSequence.spawn)
-    out: output folder (written atomically: one whole run or the previous one)
+    out: output folder, results/<script> by default (written atomically: one whole run or the previous one)
     """
 
     seed: int = 0
-    out: Path = Path("results")
+    out: Path | None = None
 
-    NAME: ClassVar[str] = ""
-    """Script name; ``--quick`` writes to ``results/NAME_quick`` (subclasses set ``out = Path("results/NAME")``)."""
+    NAME: ClassVar[str] = "run"
+    """Script name: the default output folder is ``results/NAME`` (``results/NAME_quick`` with ``--quick``)."""
     QUICK: ClassVar[dict[str, Any]] = {}
     """Field values of ``--quick`` (small, fast settings for CI and a first look)."""
     POSITIVE: ClassVar[tuple[str, ...]] = ()
@@ -78,6 +78,10 @@ class ScriptConfig:
     """Integer fields whose values must be >= 1 (when the config has them)."""
     PROBABILITIES: ClassVar[tuple[str, ...]] = ("delta",)
     """Fields whose values must lie in the open interval (0, 1) (when the config has them)."""
+
+    def __post_init__(self) -> None:
+        if self.out is None:
+            object.__setattr__(self, "out", Path(f"results/{self.NAME}"))
 
     @classmethod
     def quick(cls):
@@ -377,6 +381,28 @@ class Outcome:
     files: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     config: Any = None
+
+
+def sweep_then_summarize(sweep: Callable[[Any], tuple[pd.DataFrame, Any]],
+                         summarize: Callable[[Any, pd.DataFrame, Any], dict]) -> Callable[[Any], Outcome]:
+    """The ``run`` of a script whose ``sweep(cfg)`` returns ``(table, raw)`` and ``summarize(cfg, table, raw)`` the summary."""
+
+    def run(cfg: Any) -> Outcome:
+        table, raw = sweep(cfg)
+        return Outcome(table, summarize(cfg, table, raw))
+
+    return run
+
+
+def entry(cls: type, doc: str | None, *, run: Callable[[Any], Outcome], plot: Callable[[Outcome, Any], Any] | None,
+          verdicts: Callable[[Outcome, Any], list[str]]) -> Callable[[list[str] | None], dict]:
+    """A script's ``main(argv=None) -> summary``: :func:`main` with the script's config and stages."""
+
+    def script_main(argv: list[str] | None = None) -> dict:
+        return main(cls.NAME, cls, argv, doc, run=run, plot=plot, verdicts=verdicts)
+
+    script_main.__doc__ = f"Run simulations.{cls.NAME} from the command line (see its module docstring); returns the summary."
+    return script_main
 
 
 def main(name: str, cls: type, argv: list[str] | None, doc: str | None, *, run: Callable[[Any], Outcome],

@@ -23,7 +23,6 @@ Outputs in ``--out``: ``asymptotics.csv``, ``summary.json``, ``config.json``, ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -60,7 +59,6 @@ class Config(_runner.ScriptConfig):
     bootstrap: bootstrap resamples for CIs
     """
 
-    out: Path = Path(f"results/{NAME}")
     n_prompts: int = 4
     n_responses: int = 5
     dim: int = 2
@@ -173,12 +171,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     return fig
 
 
-def run(cfg: Config) -> _runner.Outcome:
-    """Every (gamma, n), then the plateaus with their bootstrap CIs."""
-    table, raw = sweep(cfg)
-    return _runner.Outcome(table, summarize(cfg, table, raw))
-
-
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     """Per gamma: PMLE's plateau against 1/2 tr(H I^-1), and how often the others coincide with PMLE."""
     summary, lines = outcome.summary, []
@@ -195,9 +187,8 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the asymptotic check from the command line (see the module docstring); returns the summary."""
-    return _runner.main(NAME, Config, argv, __doc__, run=run, plot=plot, verdicts=verdicts)
+main = _runner.entry(Config, __doc__, run=_runner.sweep_then_summarize(sweep, summarize), plot=plot,
+                     verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,6 @@ class Config(_runner.ScriptConfig):
     memory_resolution: net spacing for the memory check (0.002 gives K = 1,002,001)
     """
 
-    out: Path = Path(f"results/{NAME}")
     resolution: float = 0.01
     trials: int = 1000
     naive_n: tuple[int, ...] = (10_000, 100_000)
@@ -150,6 +149,22 @@ def measure_memory(cfg: Config) -> dict:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
+    """The measured ratios, then PASS/FAIL per claim."""
+    results = outcome.summary
+    lines = [f"K = {results['n_policies']}, trials = {cfg.trials}, torch threads = {results['threads']}"]
+    for n, v in results["naive"].items():
+        lines.append(f"  naive eq. (4) per trial at n={n}: {v['time_naive_per_trial_s']:.3g} s; exact-argmin per trial: "
+                     f"{v['time_pmle_per_trial_s']:.3g} s; speedup {v['speedup']:.0f}x; same argmin: {v['same_argmin']}")
+    t_large, t_small, t_mm = results["time_pmle_n1e6_s"], results["time_pmle_n10_s"], results["time_matmul_s"]
+    lines.append(f"  pmle {t_large:.3f} s vs bare matmul {t_mm:.3f} s: ratio {results['ratio_pmle_over_matmul']:.2f}")
+    lines.append(f"  pmle at n=1e6 {t_large:.3f} s vs n=10 {t_small:.3f} s: ratio {results['ratio_n1e6_over_n10']:.3f}")
+    mem = results["memory"]
+    lines.append(f"  peak RSS at |Pi| = {mem['n_policies']}: {mem['peak_rss_gib']:.2f} GiB")
+    lines += [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in results["checks"].items()]
+    return lines
+
+
 def run(cfg: Config) -> _runner.Outcome:
     """Measure the four claims; ``benchmark.json`` keeps its former layout."""
     prob = fp.ToyProblem.loglinear_grid(resolution=cfg.resolution, seed=cfg.seed)
@@ -175,25 +190,7 @@ def run(cfg: Config) -> _runner.Outcome:
                            files={"benchmark.json": json.dumps(common.to_jsonable(saved), indent=2) + "\n"})
 
 
-def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
-    """The measured ratios, then PASS/FAIL per claim."""
-    results = outcome.summary
-    lines = [f"K = {results['n_policies']}, trials = {cfg.trials}, torch threads = {results['threads']}"]
-    for n, v in results["naive"].items():
-        lines.append(f"  naive eq. (4) per trial at n={n}: {v['time_naive_per_trial_s']:.3g} s; exact-argmin per trial: "
-                     f"{v['time_pmle_per_trial_s']:.3g} s; speedup {v['speedup']:.0f}x; same argmin: {v['same_argmin']}")
-    t_large, t_small, t_mm = results["time_pmle_n1e6_s"], results["time_pmle_n10_s"], results["time_matmul_s"]
-    lines.append(f"  pmle {t_large:.3f} s vs bare matmul {t_mm:.3f} s: ratio {results['ratio_pmle_over_matmul']:.2f}")
-    lines.append(f"  pmle at n=1e6 {t_large:.3f} s vs n=10 {t_small:.3f} s: ratio {results['ratio_n1e6_over_n10']:.3f}")
-    mem = results["memory"]
-    lines.append(f"  peak RSS at |Pi| = {mem['n_policies']}: {mem['peak_rss_gib']:.2f} GiB")
-    lines += [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in results["checks"].items()]
-    return lines
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Run the benchmark from the command line (see the module docstring); returns the results."""
-    return _runner.main(NAME, Config, argv, __doc__, run=run, plot=None, verdicts=verdicts)
+main = _runner.entry(Config, __doc__, run=run, plot=None, verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Outputs in ``--out``: ``bound_check.csv``, ``summary.json``, ``config.json``, ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -75,7 +74,6 @@ class Config(_runner.SweepConfig):
     problems: which problems to run (tight, default)
     """
 
-    out: Path = Path(f"results/{NAME}")
     n_min: float = 30
     n_max: float = 1e5
     n_points: int = 6
@@ -235,17 +233,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     return fig
 
 
-def run(cfg: Config) -> _runner.Outcome:
-    """Every statement on every problem, then the summary."""
-    seeds = np.random.SeedSequence(cfg.seed).spawn(len(cfg.problems))
-    probs, tables = {}, []
-    for which, ss in zip(cfg.problems, seeds, strict=True):
-        probs[which] = make_problem(cfg, which)
-        tables.append(sweep(probs[which], which, cfg, ss.spawn(cfg.n_points)))
-    table = pd.concat(tables, ignore_index=True)
-    return _runner.Outcome(table, summarize(probs, cfg, table), data={"problems": probs})
-
-
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     """One line per problem, one per (statement, constants): verdict, failure frequency, slack."""
     lines = []
@@ -261,9 +248,18 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the bound check from the command line (see the module docstring); returns the summary."""
-    return _runner.main(NAME, Config, argv, __doc__, run=run, plot=plot, verdicts=verdicts)
+def run(cfg: Config) -> _runner.Outcome:
+    """Every statement on every problem, then the summary."""
+    seeds = np.random.SeedSequence(cfg.seed).spawn(len(cfg.problems))
+    probs, tables = {}, []
+    for which, ss in zip(cfg.problems, seeds, strict=True):
+        probs[which] = make_problem(cfg, which)
+        tables.append(sweep(probs[which], which, cfg, ss.spawn(cfg.n_points)))
+    table = pd.concat(tables, ignore_index=True)
+    return _runner.Outcome(table, summarize(probs, cfg, table), data={"problems": probs})
+
+
+main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -66,7 +65,6 @@ class Config(_runner.SweepConfig):
     delta: delta of the bounds reported beside the measurement
     """
 
-    out: Path = Path(f"results/{NAME}")
     n_points: int = 9
     gamma: float = 1.0
     mu_rare: float = 0.01
@@ -202,14 +200,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     return fig
 
 
-def run(cfg: Config) -> _runner.Outcome:
-    """Build the instance, sweep n, summarize; the paired differences go to config.json."""
-    prob = make_problem(cfg)
-    table, diffs = sweep(prob, cfg)
-    return _runner.Outcome(table, summarize(prob, cfg, diffs), extra={"differences": diffs.to_dict("list")},
-                           data={"problem": prob, "differences": diffs})
-
-
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     """The problem's constants, the bound shapes, and per comparison where reverse KL is better or worse."""
     summary, prob, lines = outcome.summary, outcome.data["problem"], []
@@ -229,9 +219,15 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the coverage-gap study from the command line (see the module docstring); returns the summary."""
-    return _runner.main(NAME, Config, argv, __doc__, run=run, plot=plot, verdicts=verdicts)
+def run(cfg: Config) -> _runner.Outcome:
+    """Build the instance, sweep n, summarize; the paired differences go to config.json."""
+    prob = make_problem(cfg)
+    table, diffs = sweep(prob, cfg)
+    return _runner.Outcome(table, summarize(prob, cfg, diffs), extra={"differences": diffs.to_dict("list")},
+                           data={"problem": prob, "differences": diffs})
+
+
+main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 
 if __name__ == "__main__":

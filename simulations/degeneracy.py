@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -74,7 +73,6 @@ class Config(_runner.SweepConfig):
     ps_grid: simplex grid denominator of the K = 3 exhaustive check
     """
 
-    out: Path = Path(f"results/{NAME}")
     gamma: float = 0.5
     radius: float = 6.0
     resolution: float = 0.2
@@ -226,21 +224,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     return fig
 
 
-def run(cfg: Config) -> _runner.Outcome:
-    """The two sweeps on the net and the prior-smoothing example, summarized."""
-    prob = make_problem(cfg)
-    table = sweep(prob, cfg)
-    ps, ps_summary = prior_smoothing(cfg)
-    low_beta = table[(table.sweep == "beta") & (table.beta == min(cfg.betas))].set_index("estimator")
-    big_n = table[(table.sweep == "n") & (table.n == table.n.max())].set_index("estimator")
-    summary = {"problem": prob.describe(), "entropy_star": float(table.entropy_star.iloc[0]),
-               "min_entropy_in_class": float(table.min_entropy_in_class.iloc[0]),
-               "entropy_at_smallest_beta": low_beta.mean_entropy.to_dict(),
-               "max_prob_at_smallest_beta": low_beta.mean_max_prob.to_dict(),
-               "entropy_at_largest_n": big_n.mean_entropy.to_dict(), "prior_smoothing": ps_summary}
-    return _runner.Outcome(table, summary, files={"prior_smoothing.csv": ps}, data={"problem": prob})
-
-
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     """Degeneracy of DPO and RLHF against PMLE+KL and reverse KL, and the prior-smoothing checks."""
     summary, prob, lines = outcome.summary, outcome.data["problem"], []
@@ -267,9 +250,22 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the degeneracy study from the command line (see the module docstring); returns the summary."""
-    return _runner.main(NAME, Config, argv, __doc__, run=run, plot=plot, verdicts=verdicts)
+def run(cfg: Config) -> _runner.Outcome:
+    """The two sweeps on the net and the prior-smoothing example, summarized."""
+    prob = make_problem(cfg)
+    table = sweep(prob, cfg)
+    ps, ps_summary = prior_smoothing(cfg)
+    low_beta = table[(table.sweep == "beta") & (table.beta == min(cfg.betas))].set_index("estimator")
+    big_n = table[(table.sweep == "n") & (table.n == table.n.max())].set_index("estimator")
+    summary = {"problem": prob.describe(), "entropy_star": float(table.entropy_star.iloc[0]),
+               "min_entropy_in_class": float(table.min_entropy_in_class.iloc[0]),
+               "entropy_at_smallest_beta": low_beta.mean_entropy.to_dict(),
+               "max_prob_at_smallest_beta": low_beta.mean_max_prob.to_dict(),
+               "entropy_at_largest_n": big_n.mean_entropy.to_dict(), "prior_smoothing": ps_summary}
+    return _runner.Outcome(table, summary, files={"prior_smoothing.csv": ps}, data={"problem": prob})
+
+
+main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ Outputs in ``--out``: ``finite_vs_net.csv``, ``summary.json``, ``config.json``, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -71,7 +70,6 @@ class Config(_runner.ScriptConfig):
     bootstrap: resamples for CIs
     """
 
-    out: Path = Path(f"results/{NAME}")
     n_policies: int = 20
     spread: float = 1.0
     gamma: float = 1.0
@@ -235,36 +233,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     return fig
 
 
-def run(cfg: Config) -> _runner.Outcome:
-    """The gapped class over a linear grid of n, the net over a log grid, and their summaries."""
-    ss_fin, ss_net, ss_ci = np.random.SeedSequence(cfg.seed).spawn(3)
-    rng = np.random.default_rng(ss_ci)
-    gapped = fp.ToyProblem.random(n_policies=cfg.n_policies, spread=cfg.spread, gamma=cfg.gamma, seed=cfg.seed)
-    chern, bhat = chernoff_rates(gapped)
-    t_fin, wrong, c_min = finite_sweep(gapped, cfg, ss_fin, chern)
-    fit = fit_rate(t_fin.n.to_numpy(), wrong, cfg.min_wrong, rng, cfg.bootstrap)
-    net = fp.ToyProblem.loglinear_grid(resolution=cfg.net_resolution, gamma=cfg.net_gamma, seed=cfg.seed)
-    t_net, errs = net_sweep(net, cfg, ss_net, rng)
-    ns = t_net.n.to_numpy()
-    win = (ns >= cfg.window_min) & (ns <= cfg.window_max)
-    slope = common.loglog_slope(ns[win], errs[win], rng, resamples=cfg.bootstrap)
-    gaps = np.delete(gapped.forward_kl_table(), gapped.star)
-    all_correct = t_fin.n[t_fin.n_wrong == 0]
-    summary = {
-        "finite_gap": {"problem": gapped.describe(), "kl_gap": float(gaps.min()), "c_min": c_min,
-                       "bhattacharyya_min": float(np.delete(bhat, gapped.star).min()),
-                       "chernoff_rates": np.delete(chern, gapped.star).tolist(), "fit": fit,
-                       "final_p_correct": float(t_fin.p_correct.iloc[-1]),
-                       "final_mean_kl": float(t_fin.mean_kl.iloc[-1]),
-                       "first_n_all_correct": int(all_correct.min()) if len(all_correct) else None,
-                       "union_bound_holds": bool((t_fin.p_wrong_ci_low <= t_fin.union_bound).all())},
-        "net": {"problem": net.describe(), "slope": slope, "window": [cfg.window_min, cfg.window_max],
-                "final_p_correct": float(t_net.p_correct.iloc[-1])},
-    }
-    table = pd.concat([t_fin, t_net], ignore_index=True)
-    return _runner.Outcome(table, summary, data={"gapped": gapped, "final_n": int(t_fin.n.iloc[-1])})
-
-
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     """Exact recovery, the union bound, the exponential rate against c_min, and the net's 1/n slope."""
     summary, gapped, lines = outcome.summary, outcome.data["gapped"], []
@@ -296,9 +264,37 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the two-regime comparison from the command line (see the module docstring); returns the summary."""
-    return _runner.main(NAME, Config, argv, __doc__, run=run, plot=plot, verdicts=verdicts)
+def run(cfg: Config) -> _runner.Outcome:
+    """The gapped class over a linear grid of n, the net over a log grid, and their summaries."""
+    ss_fin, ss_net, ss_ci = np.random.SeedSequence(cfg.seed).spawn(3)
+    rng = np.random.default_rng(ss_ci)
+    gapped = fp.ToyProblem.random(n_policies=cfg.n_policies, spread=cfg.spread, gamma=cfg.gamma, seed=cfg.seed)
+    chern, bhat = chernoff_rates(gapped)
+    t_fin, wrong, c_min = finite_sweep(gapped, cfg, ss_fin, chern)
+    fit = fit_rate(t_fin.n.to_numpy(), wrong, cfg.min_wrong, rng, cfg.bootstrap)
+    net = fp.ToyProblem.loglinear_grid(resolution=cfg.net_resolution, gamma=cfg.net_gamma, seed=cfg.seed)
+    t_net, errs = net_sweep(net, cfg, ss_net, rng)
+    ns = t_net.n.to_numpy()
+    win = (ns >= cfg.window_min) & (ns <= cfg.window_max)
+    slope = common.loglog_slope(ns[win], errs[win], rng, resamples=cfg.bootstrap)
+    gaps = np.delete(gapped.forward_kl_table(), gapped.star)
+    all_correct = t_fin.n[t_fin.n_wrong == 0]
+    summary = {
+        "finite_gap": {"problem": gapped.describe(), "kl_gap": float(gaps.min()), "c_min": c_min,
+                       "bhattacharyya_min": float(np.delete(bhat, gapped.star).min()),
+                       "chernoff_rates": np.delete(chern, gapped.star).tolist(), "fit": fit,
+                       "final_p_correct": float(t_fin.p_correct.iloc[-1]),
+                       "final_mean_kl": float(t_fin.mean_kl.iloc[-1]),
+                       "first_n_all_correct": int(all_correct.min()) if len(all_correct) else None,
+                       "union_bound_holds": bool((t_fin.p_wrong_ci_low <= t_fin.union_bound).all())},
+        "net": {"problem": net.describe(), "slope": slope, "window": [cfg.window_min, cfg.window_max],
+                "final_p_correct": float(t_net.p_correct.iloc[-1])},
+    }
+    table = pd.concat([t_fin, t_net], ignore_index=True)
+    return _runner.Outcome(table, summary, data={"gapped": gapped, "final_n": int(t_fin.n.iloc[-1])})
+
+
+main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 
 if __name__ == "__main__":

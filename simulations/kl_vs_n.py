@@ -23,7 +23,6 @@ Outputs in ``--out``: ``kl_vs_n.csv``, ``summary.json``, ``config.json``, ``kl_v
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -64,7 +63,6 @@ class Config(_runner.SweepConfig):
     window_max: largest n of the declared asymptotic window for the slope fit
     """
 
-    out: Path = Path(f"results/{NAME}")
     n_min: float = 10
     n_max: float = 1e6
     n_points: int = 13
@@ -226,14 +224,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     return fig
 
 
-def run(cfg: Config) -> _runner.Outcome:
-    """Build the problem, sweep n, summarize."""
-    prob = make_problem(cfg)
-    table, errors = sweep(prob, cfg)
-    summary = summarize(prob, cfg, table, errors)
-    return _runner.Outcome(table, summary, extra={"problem": prob.describe()}, data={"problem": prob})
-
-
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     """One line for the problem, one per estimator: slope, plateau, final error, bound verdict."""
     prob, summary = outcome.data["problem"], outcome.summary
@@ -251,9 +241,15 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the main job from the command line (see the module docstring); returns the summary."""
-    return _runner.main(NAME, Config, argv, __doc__, run=run, plot=plot, verdicts=verdicts)
+def run(cfg: Config) -> _runner.Outcome:
+    """Build the problem, sweep n, summarize."""
+    prob = make_problem(cfg)
+    table, errors = sweep(prob, cfg)
+    summary = summarize(prob, cfg, table, errors)
+    return _runner.Outcome(table, summary, extra={"problem": prob.describe()}, data={"problem": prob})
+
+
+main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 
 if __name__ == "__main__":

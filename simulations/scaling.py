@@ -29,7 +29,6 @@ Outputs in ``--out``: ``scaling.csv``, ``summary.json``, ``config.json``, ``scal
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -68,7 +67,6 @@ class Config(_runner.ScriptConfig):
     bootstrap: resamples of trials for the exponent CIs
     """
 
-    out: Path = Path(f"results/{NAME}")
     n_prompts: int = 4
     n_responses: int = 5
     dim: int = 2
@@ -242,12 +240,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     return fig
 
 
-def run(cfg: Config) -> _runner.Outcome:
-    """Every setting of the three sweeps, then the fitted exponents."""
-    table, errors = sweep(cfg)
-    return _runner.Outcome(table, summarize(cfg, table, errors))
-
-
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     """One line per sweep (exponent against the bound's and the sandwich constants') and one for the collapse."""
     summary, lines = outcome.summary, []
@@ -275,9 +267,8 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the scaling sweeps from the command line (see the module docstring); returns the summary."""
-    return _runner.main(NAME, Config, argv, __doc__, run=run, plot=plot, verdicts=verdicts)
+main = _runner.entry(Config, __doc__, run=_runner.sweep_then_summarize(sweep, summarize), plot=plot,
+                     verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -57,22 +57,26 @@ NAME = "oracle_lm"
 
 
 def run(cfg: Config) -> _runner.Outcome:
-    """Train and evaluate every replicate in a scratch folder (kept under ``out/runs`` with ``--keep-runs``)."""
-    torch.set_num_threads(cfg.threads)
+    """Train and evaluate every replicate in a scratch folder (kept as ``out/runs`` with ``--keep-runs``).
+
+    Uses ``threads`` torch threads and restores the former number afterwards.
+    """
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.runs-") if cfg.keep_runs
                 else tempfile.mkdtemp(prefix="oracle_lm_"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
     try:
         world, table, lrs, sweep_df, timing = run_all(cfg, root)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
+    finally:
+        torch.set_num_threads(threads)
     if not cfg.keep_runs:
         shutil.rmtree(root, ignore_errors=True)
     return report.outcome(cfg, world, table, lrs, sweep_df, timing, runs=root if cfg.keep_runs else None)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the oracle-LM benchmark from the command line (see the package docstring); returns the summary."""
-    return _runner.main(NAME, Config, argv, __doc__, run=run, plot=report.plot, verdicts=report.verdicts)
+main = _runner.entry(Config, __doc__, run=run, plot=report.plot, verdicts=report.verdicts)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from finitepref.llm import oracle
 from simulations import _runner, common
@@ -57,7 +56,6 @@ class Config(_runner.ScriptConfig):
     keep_runs: keep the trainer's run folders (models) under out/runs
     """
 
-    out: Path = Path("results/oracle_lm")
     world_seed: int = 0
     alphabet_size: int = 8
     length: int = 4
