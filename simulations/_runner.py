@@ -219,7 +219,8 @@ def build_parser(cls: type, description: str | None = None) -> argparse.Argument
     """One ``--field`` per field of ``cls`` (help from the docstrings, each default shown once) and ``--quick``."""
     hints = typing.get_type_hints(cls)
     helps = _field_help(cls)
-    parser = argparse.ArgumentParser(description=description or (cls.__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m simulations.{cls.NAME}",
+                                     description=description or (cls.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small, fast settings (CI and a first look)")
     defaults = cls()
     for f in dataclasses.fields(cls):

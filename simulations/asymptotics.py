@@ -77,9 +77,10 @@ class Config(_runner.ScriptConfig):
 
     def check(self) -> None:
         common.check_names("estimators", self.estimators, ESTIMATORS)
-        if "pmle" not in self.estimators or self.trials < 2:
-            raise ValueError(f"estimators, trials: need 'pmle' among the estimators and trials >= 2, got "
-                             f"{self.estimators}, {self.trials}")
+        if "pmle" not in self.estimators:
+            raise ValueError(f"estimators: must include 'pmle' (the others are compared with it), got {self.estimators}")
+        if self.trials < 2:
+            raise ValueError(f"trials: must be >= 2, got {self.trials}")
 
 
 def sweep(cfg: Config) -> tuple[pd.DataFrame, dict]:
