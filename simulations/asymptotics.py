@@ -165,11 +165,8 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     ax.axhline(1, color="k", lw=1)
     ax.set(xlabel="spread / net spacing  (larger: finer net relative to the estimator)",
            ylabel="n E[KL] / (1/2 tr(H I^-1))", title="PMLE: ratio to the constant at each n (95% bootstrap CI)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.suptitle(f"Centred nets: radius {cfg.radius}, spacing {cfg.resolution} (|Pi| = {int(table.n_policies.iloc[0])}), "
-                 f"reward stride 1; trials={cfg.trials}, seed={cfg.seed}", fontsize=10)
-    return fig
+    return style.finish(fig, f"Centred nets: radius {cfg.radius}, spacing {cfg.resolution} (|Pi| = {int(table.n_policies.iloc[0])}), "
+                             f"reward stride 1; trials={cfg.trials}, seed={cfg.seed}")
 
 
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:

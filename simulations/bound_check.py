@@ -228,9 +228,8 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
     d = summary["problems"]
-    fig.suptitle("; ".join(f"{k}: |Pi|={v['n_policies']}, gamma={v['gamma']}, R={v['R']:.3g}, C_Pi={v['C_pi']:.3g}"
-                           for k, v in d.items()) + f"; trials={cfg.trials}, delta={cfg.delta}", fontsize=10)
-    return fig
+    return style.finish(fig, "; ".join(f"{k}: |Pi|={v['n_policies']}, gamma={v['gamma']}, R={v['R']:.3g}, C_Pi={v['C_pi']:.3g}"
+                                       for k, v in d.items()) + f"; trials={cfg.trials}, delta={cfg.delta}")
 
 
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:

@@ -191,21 +191,17 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                 label=f"{versus} / reverse KL ({div})")
     ax.axhline(1, color="k", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="n", ylabel="mean error ratio", title="> 1: reverse KL better")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     d = summary["problem"]
-    fig.suptitle(f"|Pi|={d['n_policies']}, |R|={d['n_rewards']}, gamma={d['gamma']}, R={d['R']:.3g}, "
-                 f"C_Pi={d['C_pi']:.3g}, C_R={d['C_r']:.3g}, mu(rare)={cfg.mu_rare}, trials={cfg.trials}, seed={cfg.seed}",
-                 fontsize=10)
-    return fig
+    return style.finish(fig, f"|Pi|={d['n_policies']}, |R|={d['n_rewards']}, gamma={d['gamma']}, R={d['R']:.3g}, "
+                             f"C_Pi={d['C_pi']:.3g}, C_R={d['C_r']:.3g}, mu(rare)={cfg.mu_rare}, trials={cfg.trials}, seed={cfg.seed}")
 
 
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     """The problem's constants, the bound shapes, and per comparison where reverse KL is better or worse."""
-    summary, prob, lines = outcome.summary, outcome.data["problem"], []
+    summary = outcome.summary
     d = summary["problem"]
-    lines.append(f"problem: {prob}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}  "
-                 f"(l_inf concentrability {summary['concentrability']:.3g})")
+    lines = [f"problem: {outcome.data['problem']}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}  "
+             f"(l_inf concentrability {summary['concentrability']:.3g})"]
     lines.append(f"  bound shapes: C_Pi ln(|Pi|/d)/g^2 = {summary['bound_shapes']['C_pi ln(|Pi|/delta)/gamma^2']:.3g} vs "
                  f"ln(|Pi|/d) + C_R ln(|R|/d)/g^2 = "
                  f"{summary['bound_shapes']['ln(|Pi|/delta) + C_R ln(|R|/delta)/gamma^2']:.3g}")
@@ -214,7 +210,7 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
         ratios = ", ".join(f"{n}: {r:.3g}" for n, r in c["ratio_by_n"].items())
         verdict = ("AGREES (reverse KL significantly better at some n, never significantly worse)"
                    if better and not worse else "DISAGREES" if worse and not better else
-                          "MIXED" if better else "NO SIGNIFICANT DIFFERENCE")
+                   "MIXED" if better else "NO SIGNIFICANT DIFFERENCE")
         lines.append(f"  {key}: reverse KL better at n={better}, worse at n={worse}; ratio by n {{{ratios}}}. {verdict}")
     return lines
 

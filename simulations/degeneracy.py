@@ -218,10 +218,8 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     ax.set(xlabel="category k", ylabel="probability", xticks=k,
            title=f"Prior smoothing: alpha={ps_summary['alpha']:.3g}; H: p0 {e['p0']:.2f}, RLHF {e['rlhf']:.2f}, "
                  f"RKL {e['reverse_kl']:.2f}")
-    ax.legend(fontsize=7)
-    fig.suptitle(f"Log-linear net radius {cfg.radius}, spacing {cfg.resolution}, gamma={cfg.gamma}; trials={cfg.trials}, "
-                 f"seed={cfg.seed}; bands: 95% bootstrap CI", fontsize=10)
-    return fig
+    return style.finish(fig, f"Log-linear net radius {cfg.radius}, spacing {cfg.resolution}, gamma={cfg.gamma}; trials={cfg.trials}, "
+                             f"seed={cfg.seed}; bands: 95% bootstrap CI")
 
 
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:

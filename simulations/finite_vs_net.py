@@ -223,14 +223,9 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                   label=f"fit: rate {f['rate']:.4g} (c_min = {summary['finite_gap']['c_min']:.4g})")
     ax_w.set(yscale="log", xlabel="n (linear)", ylabel=r"P($\hat\pi\ne\pi^*$)",
              title="Gapped class: exponential drop")
-    for ax in axes:
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
     d = summary["finite_gap"]["problem"]
-    fig.suptitle(f"Gapped: |Pi|={d['n_policies']}, gamma={d['gamma']}, min KL gap={summary['finite_gap']['kl_gap']:.3g}"
-                 f"; net: |Pi|={summary['net']['problem']['n_policies']}, gamma={cfg.net_gamma}; seed={cfg.seed}",
-                 fontsize=10)
-    return fig
+    return style.finish(fig, f"Gapped: |Pi|={d['n_policies']}, gamma={d['gamma']}, min KL gap={summary['finite_gap']['kl_gap']:.3g}"
+                             f"; net: |Pi|={summary['net']['problem']['n_policies']}, gamma={cfg.net_gamma}; seed={cfg.seed}")
 
 
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:

@@ -73,7 +73,7 @@ class Config(_runner.SweepConfig):
     radius: float = 1.0
     reward_stride: int = 5
     gamma: float = 0.5
-    estimators: tuple[str, ...] = ESTIMATORS
+    estimators: tuple[str, ...] = registry.names()
     dpo_beta: float = 0.5
     rlhf_beta: float = 0.5
     rebel_eta: float = -1.0
@@ -215,13 +215,11 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     ax_nkl.set_title(f"n E[KL] (grey: slope window; dashed: corrected\nThm 4/6/7 bound constants, delta={cfg.delta:g})")
     ax_p.set(xscale="log", xlabel="n (preference pairs)", ylabel=r"P($\hat\pi = \pi^*$)", ylim=(-0.02, 1.02),
              title="Exact recovery frequency")
-    ax_p.grid(True, alpha=0.3)
     ax_nkl.legend(fontsize=8, loc="best")
     d = summary["problem"]
-    fig.suptitle(f"|Pi|={d['n_policies']}, |R|={d['n_rewards']}, X={d['n_prompts']}, A={d['n_responses']}, "
-                 f"gamma={d['gamma']}, R={d['R']:.3g}, C_Pi={d['C_pi']:.3g}, C_R={d.get('C_r', float('nan')):.3g}, "
-                 f"trials={cfg.trials}, seed={cfg.seed}", fontsize=10)
-    return fig
+    return style.finish(fig, f"|Pi|={d['n_policies']}, |R|={d['n_rewards']}, X={d['n_prompts']}, A={d['n_responses']}, "
+                             f"gamma={d['gamma']}, R={d['R']:.3g}, C_Pi={d['C_pi']:.3g}, C_R={d.get('C_r', float('nan')):.3g}, "
+                             f"trials={cfg.trials}, seed={cfg.seed}", legends=False)
 
 
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import finitepref as fp  # noqa: E402
 from finitepref.asymptotics import preference_fisher, sandwich_constant  # noqa: E402
-from simulations import _runner, common  # noqa: E402
+from simulations import _runner, common, style  # noqa: E402
 from simulations._families import centered_net, tempered_mu  # noqa: E402
 
 NAME = "scaling"
@@ -233,38 +233,36 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     c = summary["collapse"]
     ax.set(xscale="log", yscale="log", xlabel=r"$C_\Pi\ln(|\Pi|/\delta)/(\gamma^2 n)$", ylabel="E[KL] (exact)",
            title=f"Collapse: E[KL]/shape in [{c['ratio_min']:.2g}, {c['ratio_max']:.2g}]")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.suptitle(f"PMLE on centred log-linear nets (X={cfg.n_prompts}, A={cfg.n_responses}, d={cfg.dim}, "
-                 f"radius={cfg.radius}); trials={cfg.trials}, seed={cfg.seed}; bars: 95% bootstrap CI", fontsize=10)
-    return fig
+    return style.finish(fig, f"PMLE on centred log-linear nets (X={cfg.n_prompts}, A={cfg.n_responses}, d={cfg.dim}, "
+                             f"radius={cfg.radius}); trials={cfg.trials}, seed={cfg.seed}; bars: 95% bootstrap CI")
+
+
+def sweep_verdict(name: str, s: dict) -> str:
+    """One sweep's fitted exponent against the bound's (and, for gamma, the sandwich constants') exponent."""
+    f = s["fitted_exponent"]
+    if name == "gamma":  # two claims: the bound's gamma^-2 and the classical (sandwich) exponent
+        asym_e = s["asymptotic_exponent"]
+        ok = f["ci_low"] <= s["bound_exponent"] <= f["ci_high"]
+        claim = (f"n E[KL] ~ gamma^-2; vs the sandwich constants' exponent {asym_e:+.3f}: "
+                 f"{'AGREES' if f['ci_low'] <= asym_e <= f['ci_high'] else 'DISAGREES'}")
+    else:  # the bound is an upper bound: growth at most linear
+        ok = f["ci_low"] <= s["bound_exponent"]
+        claim = f"n E[KL] grows at most linearly in {s['regressor']}"
+    asym = s["asymptotic_exponent"]
+    return (f"  {name:9s} exponent {f['exponent']:+.3f} [{f['ci_low']:+.3f}, {f['ci_high']:+.3f}] "
+            f"(bound: {s['bound_exponent']:+g}; sandwich constants: "
+            f"{asym if asym is None else format(asym, '+.3f')}); plateau/asymptotic "
+            f"{np.round(s['ratio_plateau_over_asymptotic'], 3).tolist()}. "
+            f"{'AGREES' if ok else 'DISAGREES'} with '{claim}'")
 
 
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     """One line per sweep (exponent against the bound's and the sandwich constants') and one for the collapse."""
-    summary, lines = outcome.summary, []
-    for name, s in summary["sweeps"].items():
-        f = s["fitted_exponent"]
-        within = f["ci_low"] <= s["bound_exponent"] <= f["ci_high"]
-        if name == "gamma":  # two claims: the bound's gamma^-2 and the classical (sandwich) exponent
-            asym_e = s["asymptotic_exponent"]
-            ok = within
-            claim = (f"n E[KL] ~ gamma^-2; vs the sandwich constants' exponent {asym_e:+.3f}: "
-                     f"{'AGREES' if f['ci_low'] <= asym_e <= f['ci_high'] else 'DISAGREES'}")
-        else:  # the bound is an upper bound: growth at most linear
-            ok = f["ci_low"] <= s["bound_exponent"]
-            claim = f"n E[KL] grows at most linearly in {s['regressor']}"
-        asym = s["asymptotic_exponent"]
-        lines.append(f"  {name:9s} exponent {f['exponent']:+.3f} [{f['ci_low']:+.3f}, {f['ci_high']:+.3f}] "
-                     f"(bound: {s['bound_exponent']:+g}; sandwich constants: "
-                     f"{asym if asym is None else format(asym, '+.3f')}); plateau/asymptotic "
-                     f"{np.round(s['ratio_plateau_over_asymptotic'], 3).tolist()}. "
-                     f"{'AGREES' if ok else 'DISAGREES'} with '{claim}'")
-    c = summary["collapse"]
-    lines.append(f"  collapse: E[KL] / (C_Pi ln(|Pi|/delta)/(gamma^2 n)) in [{c['ratio_min']:.3g}, {c['ratio_max']:.3g}], "
-                 f"log-log slope {c['loglog_slope']:.3f}. {'AGREES' if c['ratio_max'] < 1 else 'DISAGREES'} "
-                 "with 'E[KL] <= shape up to a constant' (ratio < 1: the shape alone bounds every run)")
-    return lines
+    c = outcome.summary["collapse"]
+    return [*(sweep_verdict(name, s) for name, s in outcome.summary["sweeps"].items()),
+            f"  collapse: E[KL] / (C_Pi ln(|Pi|/delta)/(gamma^2 n)) in [{c['ratio_min']:.3g}, {c['ratio_max']:.3g}], "
+            f"log-log slope {c['loglog_slope']:.3f}. {'AGREES' if c['ratio_max'] < 1 else 'DISAGREES'} "
+            "with 'E[KL] <= shape up to a constant' (ratio < 1: the shape alone bounds every run)"]
 
 
 main = _runner.entry(Config, __doc__, run=_runner.sweep_then_summarize(sweep, summarize), plot=plot,

@@ -90,3 +90,14 @@ def mean_with_band(ax, x, mean, low, high, *, log_y: bool = True, **kwargs) -> N
     ax.plot(x[keep], mean[keep], **kwargs)
     ax.fill_between(x[keep], low[keep].clip(lower=1e-300) if log_y else low[keep], high[keep], color=kwargs["color"],
                     alpha=0.2)
+
+
+def finish(fig, title: str | None = None, *, legends: bool = True, legend_size: float = 8):
+    """A grid on every panel, a legend on every panel with labelled artists and none yet, the title; returns ``fig``."""
+    for ax in fig.axes:
+        ax.grid(True, which="major", alpha=0.3)
+        if legends and ax.get_legend() is None and ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=legend_size)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

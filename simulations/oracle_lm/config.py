@@ -32,24 +32,24 @@ class Config(_runner.ScriptConfig):
     alphabet_size: K, number of word tokens responses are made of
     length: L, response length (K**L responses per prompt)
     n_prompts: X, number of prompts (uniform prompt distribution D)
+    n_grid: numbers of preference pairs n
     head_scale: std of pi0's output-head weights times sqrt(hidden) (sets how peaked pi0 is)
     perturb: std of pi*'s head perturbation relative to head_scale
     gamma: gamma of eq. (3); also PMLE's/distillation's gamma and reverse KL's entropy coefficient
     beta: KL(pi||pi0) coefficient of PMLE, distillation, reverse KL, REBEL and RLHF
     dpo_beta: DPO's inverse temperature (eq. 6 uses gamma)
-    n_grid: numbers of preference pairs n
+    algorithms: algorithms to run
     seeds: replicate seeds per n
     steps: gradient steps per algorithm (identical for all)
     batch_size: pairs (offline) or prompts (online) per gradient step
     rm_steps: gradient steps of the reward model (eq. 9)
     rm_lr: reward-model learning rate
-    algorithms: algorithms to run
     lrs: learning rate per algorithm (from the sweep)
     sweep: run the learning-rate sweep first (on held-out seeds) and use its choice
-    sweep_lrs: learning-rate grid of the sweep
     sweep_n: n at which the sweep is run
     sweep_seeds: held-out seeds of the sweep
     sweep_seed_offset: held-out seeds are offset + 0, 1, ...
+    sweep_lrs: learning-rate grid of the sweep
     judge_samples: m pairs of the sampled (judge-style) win-rate, as the paper's 600
     max_responses: refuse exact enumeration above this many responses per prompt
     threads: torch intra-op threads (1 is fastest for these tiny matrices on shared cores)
@@ -60,24 +60,24 @@ class Config(_runner.ScriptConfig):
     alphabet_size: int = 8
     length: int = 4
     n_prompts: int = 4
+    n_grid: tuple[int, ...] = (64, 256, 1024)
     head_scale: float = 2.0
     perturb: float = 0.7
     gamma: float = 1.0
     beta: float = 0.05
     dpo_beta: float = 1.0
-    n_grid: tuple[int, ...] = (64, 256, 1024)
+    algorithms: tuple[str, ...] = ALGORITHMS
     seeds: int = 2
     steps: int = 64
     batch_size: int = 16
     rm_steps: int = 256
     rm_lr: float = 1e-2
-    algorithms: tuple[str, ...] = ALGORITHMS
     lrs: dict = field(default_factory=lambda: dict(STORED_LR))
     sweep: bool = False
-    sweep_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2)
     sweep_n: int = 256
     sweep_seeds: int = 1
     sweep_seed_offset: int = 1000
+    sweep_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2)
     judge_samples: int = 600
     max_responses: int = 4096
     threads: int = 1

@@ -59,29 +59,39 @@ def test_out_must_be_writable(tmp_path, capsys):
     assert "is not writable" in _error("kl_vs_n", ["--out", str(locked / "out")], capsys)
 
 
-@pytest.mark.parametrize(("script", "argv", "message"), [
-    ("kl_vs_n", ["--n-max", "inf"], "n_max: must be finite, got inf"),
-    ("kl_vs_n", ["--n-max", "nan"], "n_max: must be finite, got nan"),
-    ("kl_vs_n", ["--n-max", "1e19"], "n_max=1e+19"),
-    ("kl_vs_n", ["--n-min", "0"], "n_min, n_max: need 1 <= n_min"),
-    ("kl_vs_n", ["--bootstrap", "0"], "bootstrap: must be >= 1, got 0"),
-    ("kl_vs_n", ["--estimators", "ppo"], "estimators: unknown ['ppo']"),
-    ("kl_vs_n", ["--window-min", "1e5", "--window-max", "10"], "window_min: must be <= window_max"),
-    ("bound_check", ["--delta", "1"], "delta: must be in (0, 1)"),
-    ("bound_check", ["--problems", "hard"], "problems: unknown ['hard']"),
-    ("benchmark", ["--repeats", "0"], "repeats: must be >= 1, got 0"),
-    ("degeneracy", ["--ps-grid", "0"], "ps_grid: must be > 0, got 0"),
-    ("degeneracy", ["--betas", "0.1", "-1"], "betas: must be > 0"),
-    ("oracle_lm", ["--lrs", "x"], "--lrs: expected name=number, got 'x'"),
-    ("oracle_lm", ["--lrs", "pmle=-1"], "lrs: every learning rate must be > 0"),
-    ("oracle_lm", ["--lrs", "ppo=1e-3"], "lrs: unknown ['ppo']"),
-    ("oracle_lm", ["--algorithms", "ipo"], "algorithms: unknown ['ipo']"),
-    ("scaling", ["--gammas", "1.0"], "need at least two values"),
-    ("asymptotics", ["--estimators", "distill"], "estimators: must include 'pmle'"),
-    ("finite_vs_net", ["--finite-points", "1"], "finite_points: need >= 2"),
-    ("coverage_gap", ["--mu-rare", "1.5"], "mu_rare: must be in (0, 1)"),
-    ("coverage_gap", ["--theta-values", "1", "2"], "theta_values: must contain 0"),
-])
+REPORTED = """
+kl_vs_n       | --n-max inf                     | n_max: must be finite, got inf
+kl_vs_n       | --n-max nan                     | n_max: must be finite, got nan
+kl_vs_n       | --n-max 1e19                    | n_max=1e+19
+kl_vs_n       | --n-min 0                       | n_min, n_max: need 1 <= n_min
+kl_vs_n       | --bootstrap 0                   | bootstrap: must be >= 1, got 0
+kl_vs_n       | --estimators ppo                | estimators: unknown ['ppo']
+kl_vs_n       | --window-min 1e5 --window-max 10 | window_min: must be <= window_max
+bound_check   | --delta 1                       | delta: must be in (0, 1)
+bound_check   | --problems hard                 | problems: unknown ['hard']
+benchmark     | --repeats 0                     | repeats: must be >= 1, got 0
+degeneracy    | --ps-grid 0                     | ps_grid: must be > 0, got 0
+degeneracy    | --betas 0.1 -1                  | betas: must be > 0
+oracle_lm     | --lrs x                         | --lrs: expected name=number, got 'x'
+oracle_lm     | --lrs pmle=-1                   | lrs: every learning rate must be > 0
+oracle_lm     | --lrs ppo=1e-3                  | lrs: unknown ['ppo']
+oracle_lm     | --algorithms ipo                | algorithms: unknown ['ipo']
+scaling       | --gammas 1.0                    | need at least two values
+asymptotics   | --estimators distill            | estimators: must include 'pmle'
+finite_vs_net | --finite-points 1               | finite_points: need >= 2
+coverage_gap  | --mu-rare 1.5                   | mu_rare: must be in (0, 1)
+coverage_gap  | --theta-values 1 2              | theta_values: must contain 0
+"""
+"""The cases of issue 11 and more: script | arguments | what the one-line error must say."""
+
+
+def _reported():
+    for row in REPORTED.strip().splitlines():
+        script, argv, message = (cell.strip() for cell in row.split("|"))
+        yield pytest.param(script, argv.split(), message, id=f"{script} {argv}")
+
+
+@pytest.mark.parametrize(("script", "argv", "message"), _reported())
 def test_reported_cases(script, argv, message, capsys):
     assert message in _error(script, argv, capsys)
 
