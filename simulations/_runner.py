@@ -2,13 +2,13 @@
 
 A script defines a frozen config dataclass (a subclass of :class:`ScriptConfig`, or of
 :class:`SweepConfig` when it sweeps a log grid of n), a ``run(cfg) -> Outcome`` that sweeps and
-summarizes, a ``plot(outcome, cfg)`` and a ``verdicts(outcome, cfg)``; its ``main`` is one call::
+summarizes, a ``plot(outcome, cfg)`` and a ``verdicts(outcome, cfg)``; its ``main`` is one line::
 
-    def main(argv=None):
-        return _runner.main(NAME, Config, argv, __doc__, run=run, plot=plot, verdicts=verdicts)
+    main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 which parses, validates (before any computing; a bad value ends in ``parser.error``: one line,
-exit status 2), sweeps, summarizes, plots, writes every output atomically and prints the verdicts.
+exit status 2), sweeps, summarizes, plots, writes every output atomically and prints the verdicts
+(:func:`main`).
 
 Atomic outputs
 --------------
@@ -17,7 +17,8 @@ when complete, so ``out`` holds one whole run or the previous run, never a mix. 
 ``out`` takes two renames (``out -> .<out>.old-XXXX``, then the new folder ``-> out``) and removes
 the old folder; between the two renames (one system call) ``out`` does not exist, and a kill exactly
 there leaves the previous complete run in ``.<out>.old-XXXX``. A kill at any other point leaves
-``out`` as it was (plus, at worst, a stale ``.tmp-`` folder).
+``out`` as it was (plus, at worst, a stale ``.tmp-`` folder). Because a run replaces its whole
+folder, ``out`` must be new, empty, or a previous run of the same script (:func:`check_output_folder`).
 
 Fault injection (tests only): ``FINITEPREF_FAULT=<point>`` raises :class:`InjectedFault` at the named
 point of the writer (``after-csv``, ``before-publish``, ``after-old-moved``); ``<point>:exit`` ends the
@@ -46,8 +47,9 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "ScriptConfig", "SweepConfig", "Outcome", "parse_config", "write_outputs", "main", "versions", "to_jsonable",
-    "entry", "sweep_then_summarize", "InjectedFault", "fault_point", "MAX_N", "check_sample_grid", "check_output_folder",
+    "ScriptConfig", "SweepConfig", "Outcome", "parse_config", "write_outputs", "main", "entry", "sweep_then_summarize",
+    "versions", "to_jsonable", "InjectedFault", "fault_point", "MAX_N", "check_sample_grid", "check_output_folder",
+    "holds_a_run_of",
 ]
 
 MAX_N = 10**18
@@ -179,11 +181,31 @@ def _mapping(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected name=number, got {text!r}") from None
 
 
-def check_output_folder(out: Path) -> None:
-    """``out`` must be creatable or an existing folder, writable, and not a file; raise ``ValueError`` if not."""
+def holds_a_run_of(folder: Path, name: str) -> bool:
+    """Whether ``folder`` is empty or holds results of ``simulations.<name>`` (so that a new run may replace it)."""
+    folder = Path(folder)
+    if not any(folder.iterdir()):
+        return True
+    if (folder / f"{name}.csv").is_file() or (folder / f"{name}.json").is_file():
+        return True
+    try:
+        return json.loads((folder / "config.json").read_text()).get("script") == f"simulations.{name}"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_output_folder(out: Path, name: str | None = None) -> None:
+    """``out`` must be new, empty or a previous run of ``name``, in a writable folder, not a file.
+
+    A run replaces the whole folder, so a folder holding anything else (``--out .``, ``--out ~``)
+    is refused. Raises ``ValueError`` naming ``out``.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {str(out)!r} exists and is not a folder")
+    if name is not None and out.is_dir() and not holds_a_run_of(out, name):
+        raise ValueError(f"out: {str(out)!r} holds files that are not a run of simulations.{name}, and a run replaces "
+                         "its whole folder; choose a new or empty folder")
     parent = out.absolute().parent
     while not parent.exists():
         parent = parent.parent
@@ -249,7 +271,7 @@ def parse_config(cls: type, argv: list[str] | None = None, description: str | No
         if hasattr(cfg, "validate"):
             cfg.validate()
         if hasattr(cfg, "out"):
-            check_output_folder(cfg.out)
+            check_output_folder(cfg.out, cls.NAME)
     except (ValueError, TypeError) as err:
         parser.error(str(err).splitlines()[0])
     return cfg
@@ -331,10 +353,14 @@ def write_outputs(out: Path, name: str, cfg: Any, table: pd.DataFrame | None, su
                   files: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write ``{name}.csv``, ``summary.json``, ``config.json``, the figure and ``files``, atomically.
 
+    ``out`` is replaced as a whole; it must be new, empty or a previous run of ``name``
+    (:func:`check_output_folder`).
+
     ``files`` maps more file names to a DataFrame (CSV, ``%.10g``), a ``(DataFrame, float_format)``
     pair, a string, or a path to move in (a file or a folder). Returns the final paths.
     """
-    out = Path(out)
+    out = Path(out).absolute()
+    check_output_folder(out, name)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     names: dict[str, str] = {} if table is None else {"csv": f"{name}.csv"}

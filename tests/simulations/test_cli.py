@@ -51,6 +51,20 @@ def test_out_must_be_a_creatable_folder(script, tmp_path, capsys):
     assert "is not a folder" in _error(script, ["--out", str(file / "sub")], capsys)
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_out_refuses_a_folder_with_other_files(script, tmp_path, capsys):
+    """A run replaces its whole folder: ``--out .`` or a folder of other files is refused before computing."""
+    (tmp_path / "notes.txt").write_text("not a result")
+    assert f"holds files that are not a run of simulations.{script}" in _error(script, ["--out", str(tmp_path)], capsys)
+    assert (tmp_path / "notes.txt").read_text() == "not a result"
+
+
+def test_out_accepts_an_empty_folder_or_a_previous_run(tmp_path):
+    assert _runner.holds_a_run_of(tmp_path, "kl_vs_n")
+    (tmp_path / "config.json").write_text('{"script": "simulations.kl_vs_n"}')
+    assert _runner.holds_a_run_of(tmp_path, "kl_vs_n") and not _runner.holds_a_run_of(tmp_path, "scaling")
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
                     reason="root may write anywhere")
 def test_out_must_be_writable(tmp_path, capsys):
@@ -91,7 +105,7 @@ def _reported():
         yield pytest.param(script, argv.split(), message, id=f"{script} {argv}")
 
 
-@pytest.mark.parametrize(("script", "argv", "message"), _reported())
+@pytest.mark.parametrize(("script", "argv", "message"), list(_reported()))
 def test_reported_cases(script, argv, message, capsys):
     assert message in _error(script, argv, capsys)
 
