@@ -64,7 +64,7 @@ class ScriptConfig:
     """Fields every script has. Every field is a command-line flag (``--field-name``).
 
     seed: master seed (independent streams via SeedSequence.spawn)
-    out: output folder, results/<script> by default (written atomically: one whole run or the previous one)
+    out: output folder, replaced as a whole by each run (atomically: it holds one whole run or the previous one)
     """
 
     seed: int = 0

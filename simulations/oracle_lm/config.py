@@ -44,7 +44,7 @@ class Config(_runner.ScriptConfig):
     batch_size: pairs (offline) or prompts (online) per gradient step
     rm_steps: gradient steps of the reward model (eq. 9)
     rm_lr: reward-model learning rate
-    lrs: learning rate per algorithm (from the sweep)
+    lrs: learning rate per algorithm, as name=value (defaults: the stored sweep choice)
     sweep: run the learning-rate sweep first (on held-out seeds) and use its choice
     sweep_n: n at which the sweep is run
     sweep_seeds: held-out seeds of the sweep
