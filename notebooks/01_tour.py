@@ -17,7 +17,8 @@
 # This notebook walks through Sections 2-5 of *Alignment as Distribution Learning* on a problem small
 # enough that every quantity is exact: the prompts, the data policy $\mu$, a finite class $\Pi$ that
 # contains the target $\pi^*$ (Assumption 1), the preference model of eq. (2), one preference data
-# set, the paper's three estimators and the three baselines, and the exact KL of what each one picks.
+# set, the paper's estimators and the baselines (every estimator of `finitepref.registry`), and the
+# exact KL of what each one picks.
 #
 # Set the environment variable `FAST=0` for the full-size run; the default (`FAST` on) keeps the
 # notebook under a minute.
@@ -33,7 +34,9 @@ from scipy import stats
 
 import finitepref as fp
 from finitepref import estimators as est
+from finitepref import registry
 from finitepref.preference import preference_probs
+from simulations import common, style
 
 FAST = os.environ.get("FAST", "1") != "0"
 SEED = 0
@@ -152,8 +155,9 @@ display(pair_table)
 #
 # Every objective of the paper is a sum over the data of a per-sample loss, so on a finite class it is
 # a matrix product of a loss table (one row per policy) with the counts; the estimate is the exact
-# argmin (ties: lowest index). The three estimators of the paper (all at $\beta = 0$, as in the
-# theorems) and the three baselines:
+# argmin (ties: lowest index). The code below runs every estimator of `finitepref.registry` (its
+# labels, equations and divergences come from there): the paper's estimators (all at $\beta = 0$, as in
+# the theorems) and the baselines. Those registered today:
 #
 # | estimator | objective | guarantee |
 # |---|---|---|
@@ -171,18 +175,16 @@ BETA = 1.0
 
 
 def run_all(problem, dataset):
-    """Chosen policy index per trial for the six estimators (one fitted reward shared)."""
-    reward = est.fit_reward(problem, dataset)
-    return {
-        "PMLE (eq. 4)": est.pmle(problem, dataset),
-        "distillation (eq. 11)": est.distill(problem, dataset, reward),
-        "reverse KL (eq. 15)": est.reverse_kl(problem, dataset, reward),
-        "DPO (eq. 6)": est.dpo(problem, dataset, BETA),
-        "RLHF (eq. 1)": est.rlhf(problem, dataset, reward, BETA),
-        "REBEL (eq. 10)": est.rebel(problem, dataset, reward, 1.0 / problem.gamma),
-    }
+    """Chosen policy index per trial for every estimator of the registry, keyed by its label (one fitted reward shared)."""
+    params = {"dpo": {"beta": BETA}, "rlhf": {"beta": BETA}, "rebel": {"eta": 1.0 / problem.gamma}}
+    picks = common.fit_estimators(problem, dataset, registry.names(), params)
+    return {style.label(name): idx for name, idx in picks.items()}
 
 
+ENTRY = {style.label(name): registry.get(name) for name in registry.names()}
+print(f"{len(ENTRY)} estimators in finitepref.registry: "
+      f"{sum(e.learns_pi_star for e in ENTRY.values())} of the paper, "
+      f"{sum(not e.learns_pi_star for e in ENTRY.values())} baselines")
 chosen = run_all(prob, data)
 one_table = pd.DataFrame({
     "chosen index": {k: int(v[0]) for k, v in chosen.items()},
@@ -199,7 +201,7 @@ display(one_table)
 #
 # One data set is one draw. Repeating over independent data sets at a few sample sizes gives the
 # frequency of exact recovery (with a 95% Clopper-Pearson interval) and the mean exact KL (with a
-# 95% bootstrap interval). Under the paper's model the three proposed estimators are consistent; the
+# 95% bootstrap interval). Under the paper's model the proposed estimators are consistent; the
 # baselines optimise a different target (they are anchored at $\pi_0$), so they settle on a policy
 # other than $\pi^*$.
 
@@ -210,7 +212,7 @@ rng = np.random.default_rng(SEED)
 for n in ns:
     d = prob.sample(n, trials=TRIALS, seed=rng)
     for name, idx in run_all(prob, d).items():
-        err = prob.reverse_kl(idx) if name.startswith("reverse") else prob.forward_kl(idx)
+        err = ENTRY[name].error_table(prob)[idx]
         k = int(np.sum(idx == prob.star))
         ci = stats.binomtest(k, TRIALS).proportion_ci(0.95, method="exact")
         if np.ptp(err) > 0:
@@ -226,9 +228,9 @@ freq.pivot(index="estimator", columns="n", values="P(pi_hat = pi*)")
 # %%
 fig, ax = plt.subplots(figsize=(7, 4.2))
 for i, (name, t) in enumerate(freq.groupby("estimator", sort=False)):
-    ax.errorbar(np.array(ns) * (1 + 0.04 * (i - 2.5)), t["P(pi_hat = pi*)"],
+    ax.errorbar(np.array(ns) * (1 + 0.04 * (i - (len(ENTRY) - 1) / 2)), t["P(pi_hat = pi*)"],
                 yerr=[t["P(pi_hat = pi*)"] - t["CP low"], t["CP high"] - t["P(pi_hat = pi*)"]],
-                marker="o", capsize=3, label=name)
+                capsize=3, **style.line(ENTRY[name].name))
 ax.set(xscale="log", xlabel="n (preference pairs)", ylabel=r"frequency of $\hat\pi = \pi^*$",
        title=f"Exact recovery over {TRIALS} data sets (bars: 95% Clopper-Pearson)", ylim=(-0.03, 1.03))
 ax.grid(alpha=0.3)
@@ -238,19 +240,19 @@ freq[freq.n == ns[-1]][["estimator", "mean KL", "KL CI low", "KL CI high"]]
 
 # %%
 final = freq[freq.n == ns[-1]].set_index("estimator")
-ours = ["PMLE (eq. 4)", "distillation (eq. 11)", "reverse KL (eq. 15)"]
-base = ["DPO (eq. 6)", "RLHF (eq. 1)", "REBEL (eq. 10)"]
+ours = [label for label, e in ENTRY.items() if e.learns_pi_star]
+base = [label for label, e in ENTRY.items() if not e.learns_pi_star]
 col = "P(pi_hat = pi*)"
 print(f"At n = {ns[-1]}, frequency of pi_hat = pi*:")
 for k in ours + base:
-    print(f"  {k:22s} {final.loc[k, col]:.3f}   mean KL {final.loc[k, 'mean KL']:.3g}")
+    print(f"  {k:34s} {final.loc[k, col]:.3f}   mean KL {final.loc[k, 'mean KL']:.3g}")
 ours_ok = bool((final.loc[ours, col] >= 0.95).all())
 base_off = bool((final.loc[base, col] <= 0.05).all())
 print(f"proposed estimators recover pi* in >= 95% of data sets: {ours_ok}; "
       f"baselines recover it in <= 5%: {base_off}")
 
 # %% [markdown]
-# **Verdict.** On this finite class the three estimators of the paper recover $\pi^*$ exactly once $n$
+# **Verdict.** On this finite class the estimators of the paper recover $\pi^*$ exactly once $n$
 # is a few hundred (their mean KL is then 0, see the table), while DPO, RLHF and REBEL with a
 # non-uniform $\pi_0$ converge to another policy and keep a positive KL: the claim that the proposed
 # objectives learn $\pi^*$ itself, and the anchored baselines do not, held here. Rates, bounds and

@@ -42,10 +42,10 @@ from scipy import stats
 
 import bounds
 import finitepref as fp
-from finitepref import estimators as est
+from finitepref import registry
 from finitepref.asymptotics import preference_fisher, sandwich_constant
 from finitepref.preference import preference_probs
-from simulations import common
+from simulations import common, style
 
 FAST = os.environ.get("FAST", "1") != "0"
 SEED = 0
@@ -56,6 +56,7 @@ N_MAX = 3e4 if FAST else 1e5
 N_POINTS = 7 if FAST else 13
 BOOT = 300 if FAST else 1000
 pd.set_option("display.precision", 4)
+NAMES = registry.names(learns_pi_star=True)  # the paper's distribution-learning estimators
 print(f"FAST = {FAST}: trials = {TRIALS}, net resolution = {RESOLUTION}, n up to {N_MAX:g}")
 
 # %% [markdown]
@@ -74,11 +75,9 @@ fin_rng = np.random.default_rng(SEED)
 fin_rows = []
 for n in n_fin:
     d = finite.sample(int(n), TRIALS, seed=fin_rng)
-    reward = est.fit_reward(finite, d)
-    picks = {"PMLE": est.pmle(finite, d), "distillation": est.distill(finite, d, reward),
-             "reverse KL": est.reverse_kl(finite, d, reward)}
+    picks = common.fit_estimators(finite, d, NAMES)
     for name, idx in picks.items():
-        err = finite.reverse_kl(idx) if name == "reverse KL" else finite.forward_kl(idx)
+        err = registry.get(name).error_table(finite)[idx]
         lo, hi = common.bootstrap_mean_ci(err, fin_rng, resamples=BOOT)
         wrong = int(np.sum(idx != finite.star))
         cp = stats.binomtest(wrong, TRIALS).proportion_ci(0.95, method="exact")
@@ -92,23 +91,21 @@ fin.pivot(index="n", columns="estimator", values="mean KL")
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.3))
 for name, t in fin.groupby("estimator", sort=False):
     pos = t["mean KL"] > 0
-    line, = ax1.plot(t.n[pos], t["mean KL"][pos], "o-", label=name)
-    ax1.fill_between(t.n[pos], t["ci low"][pos].clip(lower=1e-9), t["ci high"][pos], color=line.get_color(),
+    ax1.plot(t.n[pos], t["mean KL"][pos], "-", **style.line(name))
+    ax1.fill_between(t.n[pos], t["ci low"][pos].clip(lower=1e-9), t["ci high"][pos], color=style.color(name),
                      alpha=0.2)
     nz = t["P(wrong)"] > 0
-    ax2.plot(t.n[nz], t["P(wrong)"][nz], "o-", color=line.get_color(), label=f"{name}: observed")
-    ax2.plot(t.n, t["P(wrong) CP high"], ":", color=line.get_color(), label=f"{name}: 95% CP upper limit")
+    ax2.plot(t.n[nz], t["P(wrong)"][nz], "o-", color=style.color(name), label=f"{style.label(name)}: observed")
+    ax2.plot(t.n, t["P(wrong) CP high"], ":", color=style.color(name),
+             label=f"{style.short_label(name)}: 95% CP upper limit")
 ax1.plot(n_fin, 1 / n_fin, "k:", label="1/n (reference slope)")
 ax1.set(xscale="log", yscale="log", xlabel="n (preference pairs)", ylabel="E[KL] (exact; 0 not drawn)",
         title="Finite class with a gap: E[KL] (band: 95% bootstrap CI)", ylim=(1e-5, 1.0))
 ax2.set(yscale="log", xlabel="n (preference pairs, linear scale)", ylabel=r"frequency of $\hat\pi\neq\pi^*$",
         title="Exact recovery: error frequency (0 not drawn)")
-for ax in (ax1, ax2):
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-fig.tight_layout()
+style.finish(fig).tight_layout()
 plt.show()
-zero_from = fin[(fin.estimator == "PMLE") & (fin["mean KL"] == 0)].n.min()
+zero_from = fin[(fin.estimator == "pmle") & (fin["mean KL"] == 0)].n.min()
 print(f"PMLE: E[KL] = 0 over all {TRIALS} data sets from n = {zero_from} on "
       f"(1/gap = {1 / gap_kl:.1f}); the drop is exponential, not 1/n, so no slope is fitted here.")
 
@@ -141,16 +138,14 @@ print(f"sandwich constant 1/2 tr(H I^-1) = {asym:.3f}; spread sqrt(tr(I^-1)/n) =
 # %%
 ns = common.log_grid(10, N_MAX, N_POINTS)
 seeds = np.random.SeedSequence(SEED).spawn(len(ns))
-names = ["PMLE", "distillation", "reverse KL"]
+names = NAMES
 picks = {name: np.empty((len(ns), TRIALS), dtype=np.int64) for name in names}
 for i, n in enumerate(ns):
     d = net.sample(int(n), TRIALS, seed=np.random.default_rng(seeds[i]))
-    reward = est.fit_reward(net, d)
-    picks["PMLE"][i] = est.pmle(net, d)
-    picks["distillation"][i] = est.distill(net, d, reward)
-    picks["reverse KL"][i] = est.reverse_kl(net, d, reward)
-fwd, rev = net.forward_kl_table(), net.reverse_kl_table()
-errors = {name: (rev if name == "reverse KL" else fwd)[picks[name]] for name in names}
+    for name, idx in common.fit_estimators(net, d, names).items():
+        picks[name][i] = idx
+errors = {name: registry.get(name).error_table(net)[picks[name]] for name in names}
+fwd = net.forward_kl_table()
 
 stat_rng = np.random.default_rng(SEED + 1)
 net_rows = []
@@ -181,10 +176,10 @@ display(pd.DataFrame({name: {"slope": s["slope"], "slope CI low": s["ci_low"], "
 bound_t4 = bounds.theorem4_corrected(C_pi, R_net, net.gamma, net.n_policies, ns.astype(float), DELTA)
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.6))
 for name, t in rates.groupby("estimator", sort=False):
-    line, = ax1.plot(t.n, t["mean KL"], "o-", label=name, ms=4)
-    ax1.fill_between(t.n, t["ci low"], t["ci high"], color=line.get_color(), alpha=0.2)
-    ax2.plot(t.n, t["n E[KL]"], "o-", label=name, ms=4, color=line.get_color())
-    ax2.fill_between(t.n, t.n * t["ci low"], t.n * t["ci high"], color=line.get_color(), alpha=0.2)
+    ax1.plot(t.n, t["mean KL"], "-", ms=4, **style.line(name))
+    ax1.fill_between(t.n, t["ci low"], t["ci high"], color=style.color(name), alpha=0.2)
+    ax2.plot(t.n, t["n E[KL]"], "-", ms=4, **style.line(name))
+    ax2.fill_between(t.n, t.n * t["ci low"], t.n * t["ci high"], color=style.color(name), alpha=0.2)
 ax1.plot(ns, asym / ns, "k:", label=r"$\frac{1}{2}\mathrm{tr}(HI^{-1})/n$")
 ax1.plot(ns, bound_t4, "C0--", label="Theorem 4 bound (corrected constants)")
 ax2.axhline(asym, color="k", ls=":", label=r"sandwich constant $\frac{1}{2}\mathrm{tr}(HI^{-1})$")
@@ -198,10 +193,10 @@ ax1.set(yscale="log", ylabel="E[KL] (forward; reverse for reverse KL)",
 ax2.set(ylabel="n E[KL]", title="n E[KL] against the asymptotic constant")
 fig.tight_layout()
 plt.show()
-s = slopes["PMLE"]
+s = slopes["pmle"]
 print(f"PMLE slope over n in {WINDOW}: {s['slope']:+.3f} [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]; "
-      f"plateau n E[KL] = {plateau['PMLE']:.2f} vs 1/2 tr(H I^-1) = {asym:.2f} "
-      f"(ratio {plateau['PMLE'] / asym:.2f}).")
+      f"plateau n E[KL] = {plateau['pmle']:.2f} vs 1/2 tr(H I^-1) = {asym:.2f} "
+      f"(ratio {plateau['pmle'] / asym:.2f}).")
 
 # %% [markdown]
 # Reading the figure: below $n\approx 100$ the estimator's spread is as wide as the box
@@ -248,7 +243,7 @@ checks = {
 }
 bc_rows = []
 for label, (table, bnd) in checks.items():
-    err = table[picks["PMLE"]]
+    err = table[picks["pmle"]]
     for i, n in enumerate(ns):
         q = np.quantile(err[i], 1 - DELTA)
         k = int(np.sum(err[i] > bnd[i]))

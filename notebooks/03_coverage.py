@@ -41,8 +41,9 @@ from IPython.display import display
 
 import finitepref as fp
 from finitepref import estimators as est
+from finitepref import registry
 from finitepref.asymptotics import sandwich_constant
-from simulations import common
+from simulations import common, style
 
 FAST = os.environ.get("FAST", "1") != "0"
 SEED = 0
@@ -131,10 +132,7 @@ ax2.errorbar(tau_table.C_Pi, tau_table["n E[KL] PMLE"],
 ax2.plot(tau_table.C_Pi, tau_table.sandwich, "kx--", label=r"sandwich constant $\frac{1}{2}\mathrm{tr}(HI_\tau^{-1})$")
 ax2.set(xscale="log", yscale="log", xlabel=r"$C_\Pi$", ylabel="n E[KL]",
         title="Measured error against the coverage coefficient")
-for ax in (ax1, ax2):
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-fig.tight_layout()
+style.finish(fig).tight_layout()
 plt.show()
 slope = np.polyfit(np.log(tau_table.C_Pi), np.log(tau_table["n E[KL] PMLE"]), 1)[0]
 print(f"C_Pi goes from {tau_table.C_Pi.iloc[0]:.2f} to {tau_table.C_Pi.iloc[-1]:.2f}; n E[KL] from "
@@ -210,17 +208,15 @@ rng = np.random.default_rng(SEED + 1)
 rows = []
 for i, n in enumerate(ns):
     d = gap.sample(int(n), TRIALS, seed=np.random.default_rng(seeds[i]))
-    reward = est.fit_reward(gap, d)
-    picks = {"PMLE": est.pmle(gap, d), "distillation": est.distill(gap, d, reward),
-             "reverse KL": est.reverse_kl(gap, d, reward)}
+    picks = common.fit_estimators(gap, d, registry.names(learns_pi_star=True))
     for name, idx in picks.items():
         for div, table in (("forward", fwd), ("reverse", rev)):
             e = table[idx]
             lo, hi = common.bootstrap_mean_ci(e, rng, resamples=BOOT)
             row = {"n": int(n), "estimator": name, "divergence": div, "mean KL": e.mean(), "ci low": lo,
                    "ci high": hi, "P(pi_hat = pi*)": np.mean(idx == gap.star)}
-            if name != "reverse KL":
-                diff = e - table[picks["reverse KL"]]
+            if name != "reverse_kl":
+                diff = e - table[picks["reverse_kl"]]
                 row["diff vs reverse KL"] = diff.mean()
                 row["diff ci low"], row["diff ci high"] = common.bootstrap_mean_ci(diff, rng, resamples=BOOT)
             rows.append(row)
@@ -233,8 +229,8 @@ fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
 for ax, div in zip(axes, ("forward", "reverse"), strict=True):
     for name, t in res[res.divergence == div].groupby("estimator", sort=False):
         pos = t["mean KL"] > 0
-        line, = ax.plot(t.n[pos], t["mean KL"][pos], "o-", label=name)
-        ax.fill_between(t.n[pos], t["ci low"][pos].clip(lower=1e-9), t["ci high"][pos], color=line.get_color(),
+        ax.plot(t.n[pos], t["mean KL"][pos], "-", **style.line(name))
+        ax.fill_between(t.n[pos], t["ci low"][pos].clip(lower=1e-9), t["ci high"][pos], color=style.color(name),
                         alpha=0.2)
     ax.set(xscale="log", yscale="log", xlabel="n (preference pairs)",
            title=f"{div} KL: E_x KL({'pi* || pi_hat' if div == 'forward' else 'pi_hat || pi*'}) (95% CI)")
@@ -245,7 +241,7 @@ fig.suptitle(f"Coverage gap: C_Pi = {gap.coverage():.1f} vs C_R = {gap.reward_co
 fig.tight_layout()
 plt.show()
 
-diffs = res[res.estimator != "reverse KL"][["n", "estimator", "divergence", "diff vs reverse KL", "diff ci low",
+diffs = res[res.estimator != "reverse_kl"][["n", "estimator", "divergence", "diff vs reverse KL", "diff ci low",
                                            "diff ci high"]]
 diffs = diffs.assign(**{"reverse KL better": diffs["diff ci low"] > 0,
                         "reverse KL worse": diffs["diff ci high"] < 0})
@@ -256,7 +252,7 @@ wins = diffs.groupby(["estimator", "divergence"])[["reverse KL better", "reverse
 print(f"over {len(ns)} sample sizes, number of n where the paired 95% CI shows reverse KL better / worse:")
 print(wins.to_string())
 fwd_tab = res[res.divergence == "forward"].pivot(index="n", columns="estimator", values="mean KL")
-ratio = (fwd_tab["PMLE"] / fwd_tab["reverse KL"].replace(0, np.nan))
+ratio = (fwd_tab["pmle"] / fwd_tab["reverse_kl"].replace(0, np.nan))
 print("forward-KL ratio PMLE / reverse KL by n:", ", ".join(f"{n}: {r:.1f}" for n, r in ratio.items()))
 
 # %% [markdown]

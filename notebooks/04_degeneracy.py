@@ -43,7 +43,7 @@ import bounds
 import finitepref as fp
 from finitepref import estimators as est
 from finitepref.divergences import entropy
-from simulations import common
+from simulations import common, style
 
 FAST = os.environ.get("FAST", "1") != "0"
 SEED = 0
@@ -86,15 +86,21 @@ plt.show()
 # For each we report the mean entropy of $\hat\pi$ (95% bootstrap CI) and the forward KL to $\pi^*$.
 
 # %%
+RUNS = {"dpo": "dpo", "rlhf": "rlhf", "pmle_kl": "pmle", "reverse_kl": "reverse_kl", "pmle_nokl": "pmle"}
+"""Estimator of this study -> its registry name; all but ``pmle_nokl`` (the reference) run with beta."""
+
+
 def run(problem, data, beta):
-    reward = est.fit_reward(problem, data)
-    return {
-        "DPO (eq. 6)": est.dpo(problem, data, beta),
-        "RLHF (eq. 1)": est.rlhf(problem, data, reward, beta),
-        "PMLE + beta KL (eq. 5)": est.pmle(problem, data, beta),
-        "reverse KL + beta KL (eq. 16)": est.reverse_kl(problem, data, reward, beta),
-        "PMLE, beta = 0 (eq. 4)": est.pmle(problem, data),
-    }
+    """Chosen policy per trial of every estimator of ``RUNS``."""
+    betas = {name: 0.0 if name == "pmle_nokl" else beta for name in RUNS}
+    return common.fit_estimators(problem, data, RUNS, {name: {"beta": b} for name, b in betas.items()}, aliases=RUNS)
+
+
+def line(name):
+    """Colour, marker and label (the registry's, with beta's equation: 5, 16) of an estimator of ``RUNS``."""
+    key = name if name in style.COLORS else RUNS[name]
+    return {"color": style.color(key), "marker": style.marker(key),
+            "label": style.label(RUNS[name], beta=0.0 if name == "pmle_nokl" else 1.0)}
 
 
 def summarise(picks, rng, **keys):
@@ -102,7 +108,8 @@ def summarise(picks, rng, **keys):
     for name, idx in picks.items():
         h = H_table[idx]
         lo, hi = common.bootstrap_mean_ci(h, rng, resamples=BOOT)
-        rows.append({**keys, "estimator": name, "entropy": h.mean(), "ci low": lo, "ci high": hi,
+        rows.append({**keys, "estimator": line(name)["label"], "key": name, "entropy": h.mean(), "ci low": lo,
+                     "ci high": hi,
                      "forward KL": prob.forward_kl(idx).mean()})
     return rows
 
@@ -128,9 +135,9 @@ by_beta.pivot(index="beta", columns="estimator", values="entropy")
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
 for ax, table, xcol, xlabel in ((axes[0], by_beta, "beta", r"KL coefficient $\beta$ (n = %d)" % N_BETA),
                                 (axes[1], by_n, "n", r"n (preference pairs), $\beta$ = %g" % BETA_N)):
-    for name, t in table.groupby("estimator", sort=False):
-        line, = ax.plot(t[xcol], t.entropy, "o-", label=name, ms=4)
-        ax.fill_between(t[xcol], t["ci low"], t["ci high"], color=line.get_color(), alpha=0.2)
+    for name, t in table.groupby("key", sort=False):
+        ax.plot(t[xcol], t.entropy, "-", ms=4, **line(name))
+        ax.fill_between(t[xcol], t["ci low"], t["ci high"], color=line(name)["color"], alpha=0.2)
     ax.axhline(H_star, color="k", ls="--", label=r"entropy of $\pi^*$")
     ax.axhline(H_ref, color="0.5", ls=":", label=r"entropy of $\pi_0$")
     ax.set(xscale="log", xlabel=xlabel, title="Entropy of the chosen policy (band: 95% bootstrap CI)")

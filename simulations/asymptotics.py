@@ -23,7 +23,6 @@ Outputs in ``--out``: ``asymptotics.csv``, ``summary.json``, ``config.json``, ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -34,21 +33,20 @@ import pandas as pd  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import finitepref as fp  # noqa: E402
+from finitepref import registry  # noqa: E402
 from finitepref.asymptotics import preference_fisher, sandwich_constant  # noqa: E402
-from simulations import common  # noqa: E402
+from simulations import _runner, common, style  # noqa: E402
 from simulations._families import centered_net  # noqa: E402
 
 NAME = "asymptotics"
-ESTIMATORS = ("pmle", "distill", "reverse_kl")
-STYLE = {"pmle": ("PMLE", "C0", "o"), "distill": ("Distillation", "C1", "s"), "reverse_kl": ("Reverse KL", "C2", "^")}
+ESTIMATORS = registry.names(learns_pi_star=True)
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_runner.ScriptConfig):
     """Configuration of the asymptotic check. Every field is a command-line flag (``--field-name``).
 
     seed: master seed; every (gamma, n) gets an independent stream via SeedSequence.spawn
-    out: output folder
     n_prompts: number of prompts X
     n_responses: number of responses A
     dim: dimension d of theta
@@ -61,8 +59,6 @@ class Config:
     bootstrap: bootstrap resamples for CIs
     """
 
-    seed: int = 0
-    out: Path = Path(f"results/{NAME}")
     n_prompts: int = 4
     n_responses: int = 5
     dim: int = 2
@@ -74,17 +70,17 @@ class Config:
     estimators: tuple[str, ...] = ESTIMATORS
     bootstrap: int = 1000
 
-    @classmethod
-    def quick(cls) -> Config:
-        """A coarser net, two gammas and n, 200 trials: under 30 s on 2 cores."""
-        return cls(gammas=(0.5, 2.0), resolution=0.01, spread_over_h=(8.0, 5.0), trials=200, bootstrap=200,
-                   out=Path(f"results/{NAME}_quick"))
+    NAME = NAME
+    QUICK = {"gammas": (0.5, 2.0), "resolution": 0.01, "spread_over_h": (8.0, 5.0), "trials": 200, "bootstrap": 200}
+    """A coarser net, two gammas and n, 200 trials: under 30 s on 2 cores."""
+    POSITIVE = ("n_prompts", "n_responses", "dim", "gammas", "radius", "resolution", "spread_over_h")
 
-    def validate(self) -> None:
-        if set(self.estimators) - set(ESTIMATORS) or "pmle" not in self.estimators:
-            raise ValueError(f"estimators: a subset of {ESTIMATORS} containing 'pmle'")
-        if not self.gammas or not self.spread_over_h or self.trials < 2:
-            raise ValueError("need gammas, spread_over_h and trials >= 2")
+    def check(self) -> None:
+        common.check_names("estimators", self.estimators, ESTIMATORS)
+        if "pmle" not in self.estimators:
+            raise ValueError(f"estimators: must include 'pmle' (the others are compared with it), got {self.estimators}")
+        if self.trials < 2:
+            raise ValueError(f"trials: must be >= 2, got {self.trials}")
 
 
 def sweep(cfg: Config) -> tuple[pd.DataFrame, dict]:
@@ -103,18 +99,12 @@ def sweep(cfg: Config) -> tuple[pd.DataFrame, dict]:
             tr = float(np.trace(inv))
             const = sandwich_constant(feats, theta_star, pp, mu, g)
             ns = np.maximum(np.round(tr / (np.asarray(cfg.spread_over_h) * cfg.resolution) ** 2), 1).astype(np.int64)
-            fwd, rev = prob.forward_kl_table(), prob.reverse_kl_table()
+            tables = {name: registry.get(name).error_table(prob) for name in cfg.estimators}
             for n, s in zip(ns, ss.spawn(len(ns)), strict=True):
                 data = prob.sample(int(n), cfg.trials, seed=np.random.default_rng(s))
-                chosen = {"pmle": fp.estimators.pmle(prob, data)}
-                if {"distill", "reverse_kl"} & set(cfg.estimators):
-                    reward = fp.estimators.fit_reward(prob, data)
-                    if "distill" in cfg.estimators:
-                        chosen["distill"] = fp.estimators.distill(prob, data, reward)
-                    if "reverse_kl" in cfg.estimators:
-                        chosen["reverse_kl"] = fp.estimators.reverse_kl(prob, data, reward)
+                chosen = common.fit_estimators(prob, data, [e for e in ESTIMATORS if e in cfg.estimators])
                 for name, idx in chosen.items():
-                    e = (rev if name == "reverse_kl" else fwd)[idx]
+                    e = tables[name][idx]
                     raw[(g, int(n), name)] = n * e
                     lo, hi = common.bootstrap_mean_ci(n * e, rng, resamples=cfg.bootstrap)
                     on_edge = np.any(np.abs(prob.meta["thetas"][idx] - theta_star) >= cfg.radius - 1e-12, axis=1)
@@ -148,19 +138,22 @@ def summarize(cfg: Config, table: pd.DataFrame, raw: dict) -> dict:
     return out
 
 
-def plot(table: pd.DataFrame, summary: dict, cfg: Config):
+def plot(outcome: _runner.Outcome, cfg: Config):
+    """Plateaus of every estimator against the sandwich constant across gamma; PMLE's ratio at each n."""
+    table, summary = outcome.table, outcome.summary
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
     ax = axes[0]
     gs = np.array(sorted(summary["per_gamma"]))
     consts = np.array([summary["per_gamma"][g]["asymptotic_constant"] for g in gs])
     ax.plot(gs, consts, "k-", lw=1.5, label=r"$\frac{1}{2}\mathrm{tr}(HI^{-1})$")
     for j, name in enumerate(cfg.estimators):
-        label, color, marker = STYLE[name]
+        line = style.line(name)
         p = np.array([summary["per_gamma"][g][name]["plateau"] for g in gs])
         lo = np.array([summary["per_gamma"][g][name]["ci_low"] for g in gs])
         hi = np.array([summary["per_gamma"][g][name]["ci_high"] for g in gs])
         x = gs * (1 + 0.04 * (j - 1))
-        ax.errorbar(x, p, yerr=[p - lo, hi - p], fmt=marker, color=color, ms=5, capsize=3, label=f"{label} plateau")
+        ax.errorbar(x, p, yerr=[p - lo, hi - p], fmt=line["marker"], color=line["color"], ms=5, capsize=3,
+                    label=f"{line['label']} plateau")
     ax.set(xscale="log", yscale="log", xlabel=r"$\gamma$", ylabel="n E[KL]", title="Plateau vs sandwich constant")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -172,20 +165,13 @@ def plot(table: pd.DataFrame, summary: dict, cfg: Config):
     ax.axhline(1, color="k", lw=1)
     ax.set(xlabel="spread / net spacing  (larger: finer net relative to the estimator)",
            ylabel="n E[KL] / (1/2 tr(H I^-1))", title="PMLE: ratio to the constant at each n (95% bootstrap CI)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.suptitle(f"Centred nets: radius {cfg.radius}, spacing {cfg.resolution} (|Pi| = {int(table.n_policies.iloc[0])}), "
-                 f"reward stride 1; trials={cfg.trials}, seed={cfg.seed}", fontsize=10)
-    return fig
+    return style.finish(fig, f"Centred nets: radius {cfg.radius}, spacing {cfg.resolution} (|Pi| = {int(table.n_policies.iloc[0])}), "
+                             f"reward stride 1; trials={cfg.trials}, seed={cfg.seed}")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = common.parse_config(Config, argv, description=__doc__.split("\n\n")[0])
-    table, raw = sweep(cfg)
-    summary = summarize(cfg, table, raw)
-    fig = plot(table, summary, cfg)
-    paths = common.write_outputs(cfg.out, NAME, cfg, table, summary, fig)
-    plt.close(fig)
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
+    """Per gamma: PMLE's plateau against 1/2 tr(H I^-1), and how often the others coincide with PMLE."""
+    summary, lines = outcome.summary, []
     for g, e in summary["per_gamma"].items():
         p = e["pmle"]
         inside = p["ratio_ci"][0] <= 1 <= p["ratio_ci"][1]
@@ -193,11 +179,14 @@ def main(argv: list[str] | None = None) -> dict:
         verdict = "AGREES" if inside else ("AGREES within 10%" if close else "DISAGREES")
         same = ", ".join(f"{k} = PMLE in {100 * e[k]['same_as_pmle']:.1f}% of trials"
                          for k in ("distill", "reverse_kl") if k in e)
-        print(f"  gamma {g:g}: 1/2 tr(H I^-1) = {e['asymptotic_constant']:.4g}; PMLE plateau {p['plateau']:.4g} "
-              f"[{p['ci_low']:.4g}, {p['ci_high']:.4g}], ratio {p['ratio']:.3f} [{p['ratio_ci'][0]:.3f}, "
-              f"{p['ratio_ci'][1]:.3f}] at n = {e['n']}. {verdict}. {same}")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return summary
+        lines.append(f"  gamma {g:g}: 1/2 tr(H I^-1) = {e['asymptotic_constant']:.4g}; PMLE plateau {p['plateau']:.4g} "
+                     f"[{p['ci_low']:.4g}, {p['ci_high']:.4g}], ratio {p['ratio']:.3f} [{p['ratio_ci'][0]:.3f}, "
+                     f"{p['ratio_ci'][1]:.3f}] at n = {e['n']}. {verdict}. {same}")
+    return lines
+
+
+main = _runner.entry(Config, __doc__, run=_runner.sweep_then_summarize(sweep, summarize), plot=plot,
+                     verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ script checks the four claims of that design on the default problem (K = 40,401)
 
 Timings are medians of ``repeats`` runs after a warm-up. Run ``python -m simulations.benchmark``
 (about 2 minutes) or ``--quick`` (smaller n for the naive baseline and K = 250,000 for memory).
+Outputs in ``--out``: ``benchmark.csv`` (one row per timing), ``summary.json``, ``config.json`` and
+``benchmark.json`` (results, config and versions in one file, as before).
 """
 
 from __future__ import annotations
@@ -28,18 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 import finitepref as fp
-from simulations import common
+from simulations import _runner, common
+
+NAME = "benchmark"
 
 
 @dataclass(frozen=True)
-class Config:
-    """Benchmark configuration.
+class Config(_runner.ScriptConfig):
+    """Benchmark configuration. Every field is a command-line flag (``--field-name``).
 
     seed: seed of the data sets
-    out: output folder (benchmark.json)
     resolution: net spacing of the default problem (0.01 gives K = 40,401)
     trials: trials per estimator call
     naive_n: sample sizes for the naive per-sample baseline
@@ -47,17 +51,16 @@ class Config:
     memory_resolution: net spacing for the memory check (0.002 gives K = 1,002,001)
     """
 
-    seed: int = 0
-    out: Path = Path("results/benchmark")
     resolution: float = 0.01
     trials: int = 1000
     naive_n: tuple[int, ...] = (10_000, 100_000)
     repeats: int = 3
     memory_resolution: float = 0.002
 
-    @classmethod
-    def quick(cls) -> Config:
-        return cls(naive_n=(1_000, 10_000), repeats=2, memory_resolution=0.004, out=Path("results/benchmark_quick"))
+    NAME = NAME
+    QUICK = {"naive_n": (1_000, 10_000), "repeats": 2, "memory_resolution": 0.004}
+    """Smaller n for the naive baseline, K = 250,000 for memory."""
+    POSITIVE = ("resolution", "naive_n", "memory_resolution")
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -107,31 +110,23 @@ def _memory_child(resolution: float, trials: int, seed: int) -> None:
                       "mean_kl": float(prob.forward_kl(idx).mean())}))
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = common.parse_config(Config, argv, description=__doc__.split("\n\n")[0])
-    prob = fp.ToyProblem.loglinear_grid(resolution=cfg.resolution, seed=cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    results: dict = {"n_policies": prob.n_policies, "trials": cfg.trials, "threads": torch.get_num_threads()}
-
-    # 3. cost free of n
+def time_exact(prob: fp.ToyProblem, cfg: Config, rng: np.random.Generator) -> dict:
+    """Claims 3 and 2: the exact argmin at n = 10 and n = 10^6, and a bare matmul of the same shape."""
     data_small = prob.sample(10, cfg.trials, seed=rng)
     data_large = prob.sample(1_000_000, cfg.trials, seed=rng)
     t_small = _median_time(lambda: fp.estimators.pmle(prob, data_small), cfg.repeats)
     t_large = _median_time(lambda: fp.estimators.pmle(prob, data_large), cfg.repeats)
-    results["time_pmle_n10_s"], results["time_pmle_n1e6_s"] = t_small, t_large
-    results["ratio_n1e6_over_n10"] = t_large / t_small
-
-    # 2. roofline: a bare matrix product of the same shape
     n_cols = data_large.flat.shape[1] + data_large.n_prompts
     a = torch.randn(prob.n_policies, n_cols, dtype=torch.float64)
     b = torch.randn(n_cols, cfg.trials, dtype=torch.float64)
     t_mm = _median_time(lambda: a @ b, cfg.repeats)
-    results["time_matmul_s"] = t_mm
-    results["ratio_pmle_over_matmul"] = t_large / t_mm
+    return {"time_pmle_n10_s": t_small, "time_pmle_n1e6_s": t_large, "ratio_n1e6_over_n10": t_large / t_small,
+            "time_matmul_s": t_mm, "ratio_pmle_over_matmul": t_large / t_mm}
 
-    # 1. naive per-sample evaluation, one trial
-    per_trial = t_large / cfg.trials
-    results["naive"] = {}
+
+def time_naive(prob: fp.ToyProblem, cfg: Config, rng: np.random.Generator, per_trial: float) -> dict:
+    """Claim 1: the naive per-sample evaluation of eq. (4), one trial, against the exact argmin per trial."""
+    out = {}
     for n in cfg.naive_n:
         data = prob.sample(int(n), 1, seed=rng)
         samples = np.asarray(data.samples(0))
@@ -140,38 +135,62 @@ def main(argv: list[str] | None = None) -> dict:
         t_naive = time.perf_counter() - t0
         naive_idx = int(torch.argmin(naive))
         exact_idx = int(fp.estimators.pmle(prob, data)[0])
-        results["naive"][str(n)] = {"time_naive_per_trial_s": t_naive, "time_pmle_per_trial_s": per_trial,
-                                    "speedup": t_naive / per_trial, "same_argmin": naive_idx == exact_idx}
+        out[str(n)] = {"time_naive_per_trial_s": t_naive, "time_pmle_per_trial_s": per_trial,
+                       "speedup": t_naive / per_trial, "same_argmin": naive_idx == exact_idx}
+    return out
 
-    # 4. peak memory at |Pi| ~ 1e6, in a fresh process
+
+def measure_memory(cfg: Config) -> dict:
+    """Claim 4: peak resident set size at |Pi| ~ 1e6, in a fresh process."""
     child = subprocess.run(
         [sys.executable, "-c", "from simulations.benchmark import _memory_child as m; "
          f"m({cfg.memory_resolution!r}, {cfg.trials}, {cfg.seed})"],
         capture_output=True, text=True, check=True)
-    results["memory"] = json.loads(child.stdout.strip().splitlines()[-1])
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
-    checks = {
+
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
+    """The measured ratios, then PASS/FAIL per claim."""
+    results = outcome.summary
+    lines = [f"K = {results['n_policies']}, trials = {cfg.trials}, torch threads = {results['threads']}"]
+    for n, v in results["naive"].items():
+        lines.append(f"  naive eq. (4) per trial at n={n}: {v['time_naive_per_trial_s']:.3g} s; exact-argmin per trial: "
+                     f"{v['time_pmle_per_trial_s']:.3g} s; speedup {v['speedup']:.0f}x; same argmin: {v['same_argmin']}")
+    t_large, t_small, t_mm = results["time_pmle_n1e6_s"], results["time_pmle_n10_s"], results["time_matmul_s"]
+    lines.append(f"  pmle {t_large:.3f} s vs bare matmul {t_mm:.3f} s: ratio {results['ratio_pmle_over_matmul']:.2f}")
+    lines.append(f"  pmle at n=1e6 {t_large:.3f} s vs n=10 {t_small:.3f} s: ratio {results['ratio_n1e6_over_n10']:.3f}")
+    mem = results["memory"]
+    lines.append(f"  peak RSS at |Pi| = {mem['n_policies']}: {mem['peak_rss_gib']:.2f} GiB")
+    lines += [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in results["checks"].items()]
+    return lines
+
+
+def run(cfg: Config) -> _runner.Outcome:
+    """Measure the four claims; ``benchmark.json`` keeps its former layout."""
+    prob = fp.ToyProblem.loglinear_grid(resolution=cfg.resolution, seed=cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    results: dict = {"n_policies": prob.n_policies, "trials": cfg.trials, "threads": torch.get_num_threads()}
+    print(f"benchmark: K = {prob.n_policies}, timing the exact argmin and a bare matmul ...", flush=True)
+    results.update(time_exact(prob, cfg, rng))
+    print("benchmark: the naive per-sample baseline ...", flush=True)
+    results["naive"] = time_naive(prob, cfg, rng, results["time_pmle_n1e6_s"] / cfg.trials)
+    print("benchmark: peak memory in a fresh process ...", flush=True)
+    results["memory"] = measure_memory(cfg)
+    results["checks"] = {
         "naive_speedup_>=_1000": all(v["speedup"] >= 1000 for v in results["naive"].values()),
         "within_2x_of_matmul": results["ratio_pmle_over_matmul"] <= 2.0,
         "cost_free_of_n_(<=1.2)": results["ratio_n1e6_over_n10"] <= 1.2,
         "peak_memory_<=_4GiB": results["memory"]["peak_rss_gib"] <= 4.0,
     }
-    results["checks"] = checks
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "benchmark.json").write_text(json.dumps(common.to_jsonable(
-        {"results": results, "config": cfg, "versions": common.versions()}), indent=2) + "\n")
+    saved = {"results": results, "config": cfg, "versions": common.versions()}
+    rows = [{"quantity": k, "value": v} for k, v in results.items() if isinstance(v, float)]
+    rows += [{"quantity": f"naive_{n}_{k}", "value": float(v)} for n, d in results["naive"].items() for k, v in d.items()]
+    rows.append({"quantity": "peak_rss_gib", "value": results["memory"]["peak_rss_gib"]})
+    return _runner.Outcome(pd.DataFrame(rows), results,
+                           files={"benchmark.json": json.dumps(common.to_jsonable(saved), indent=2) + "\n"})
 
-    print(f"K = {prob.n_policies}, trials = {cfg.trials}, torch threads = {results['threads']}")
-    for n, v in results["naive"].items():
-        print(f"  naive eq. (4) per trial at n={n}: {v['time_naive_per_trial_s']:.3g} s; exact-argmin per trial: "
-              f"{v['time_pmle_per_trial_s']:.3g} s; speedup {v['speedup']:.0f}x; same argmin: {v['same_argmin']}")
-    print(f"  pmle {t_large:.3f} s vs bare matmul {t_mm:.3f} s: ratio {results['ratio_pmle_over_matmul']:.2f}")
-    print(f"  pmle at n=1e6 {t_large:.3f} s vs n=10 {t_small:.3f} s: ratio {results['ratio_n1e6_over_n10']:.3f}")
-    mem = results["memory"]
-    print(f"  peak RSS at |Pi| = {mem['n_policies']}: {mem['peak_rss_gib']:.2f} GiB")
-    for name, ok in checks.items():
-        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
-    return results
+
+main = _runner.entry(Config, __doc__, run=run, plot=None, verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Outputs in ``--out``: ``bound_check.csv``, ``summary.json``, ``config.json``, ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -42,9 +41,10 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
+from finitepref import registry  # noqa: E402
 from finitepref.coverage import centered_log_probs  # noqa: E402
 from finitepref.preference import preference_probs  # noqa: E402
-from simulations import common  # noqa: E402
+from simulations import _runner, common, style  # noqa: E402
 
 NAME = "bound_check"
 STATEMENTS = ("prop12", "eq18", "thm4", "thm6", "thm7")
@@ -56,20 +56,15 @@ LABEL = {
     "thm7": r"Thm 7: $E_x KL(\hat\pi\|\pi^*)$ (reverse KL)",
 }
 ESTIMATOR = {"prop12": "pmle", "eq18": "pmle", "thm4": "pmle", "thm6": "distill", "thm7": "reverse_kl"}
-PROBLEM_STYLE = {"tight": "C0", "default": "C3"}
+PROBLEMS = ("tight", "default")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_runner.SweepConfig):
     """Configuration of the bound check. Every field is a command-line flag (``--field-name``).
 
     seed: master seed; every (problem, n) gets an independent stream via SeedSequence.spawn
-    out: output folder
     delta: failure probability of the bounds; the (1-delta) quantile is compared with them
-    n_min: smallest sample size
-    n_max: largest sample size
-    n_points: number of log-spaced sample sizes
-    trials: independent data sets per sample size
     tight_feature_scale: feature scale of the tight problem (small R)
     tight_gamma: gamma of the tight problem
     tight_resolution: net spacing of the tight problem
@@ -79,13 +74,10 @@ class Config:
     problems: which problems to run (tight, default)
     """
 
-    seed: int = 0
-    out: Path = Path(f"results/{NAME}")
-    delta: float = 0.05
     n_min: float = 30
     n_max: float = 1e5
     n_points: int = 6
-    trials: int = 1000
+    delta: float = 0.05
     tight_feature_scale: float = 0.3
     tight_gamma: float = 1.0
     tight_resolution: float = 0.02
@@ -94,19 +86,15 @@ class Config:
     reward_stride: int = 5
     problems: tuple[str, ...] = ("tight", "default")
 
-    @classmethod
-    def quick(cls) -> Config:
-        """Coarser nets, three n, 200 trials: under 30 s on 2 cores."""
-        return cls(n_min=100, n_max=1e4, n_points=3, trials=200, tight_resolution=0.04, default_resolution=0.04,
-                   out=Path(f"results/{NAME}_quick"))
+    NAME = NAME
+    QUICK = {"n_min": 100, "n_max": 1e4, "n_points": 3, "trials": 200, "tight_resolution": 0.04,
+             "default_resolution": 0.04}
+    """Coarser nets, three n, 200 trials: under 30 s on 2 cores."""
+    POSITIVE = ("tight_feature_scale", "tight_gamma", "tight_resolution", "default_resolution", "default_gamma",
+                "reward_stride")
 
-    def validate(self) -> None:
-        if not 0 < self.delta < 1:
-            raise ValueError(f"delta: must be in (0, 1), got {self.delta}")
-        if set(self.problems) - {"tight", "default"}:
-            raise ValueError(f"problems: choose from ('tight', 'default'), got {self.problems}")
-        if self.n_min < 1 or self.n_max < self.n_min or self.n_points < 1 or self.trials < 1:
-            raise ValueError("n_min, n_max, n_points, trials: need 1 <= n_min <= n_max, n_points >= 1, trials >= 1")
+    def check(self) -> None:
+        common.check_names("problems", self.problems, PROBLEMS)
 
 
 def make_problem(cfg: Config, which: str) -> fp.ToyProblem:
@@ -151,24 +139,19 @@ def statement_bounds(prob: fp.ToyProblem, n: np.ndarray, delta: float) -> dict[s
 
 
 def _ci(k: int, trials: int) -> tuple[float, float]:
-    from scipy import stats
-
-    ci = stats.binomtest(int(k), int(trials)).proportion_ci(confidence_level=0.95, method="exact")
-    return float(ci.low), float(ci.high)
+    return common.clopper_pearson(k, trials)
 
 
 def sweep(prob: fp.ToyProblem, which: str, cfg: Config, seeds) -> pd.DataFrame:
     """All statements at every n for one problem."""
     ns = common.log_grid(cfg.n_min, cfg.n_max, cfg.n_points)
     tables = {"prop12": preference_error_table(prob), "eq18": centered_reward_error_table(prob),
-              "thm4": prob.forward_kl_table(), "thm6": prob.forward_kl_table(), "thm7": prob.reverse_kl_table()}
+              **{st: registry.get(ESTIMATOR[st]).error_table(prob) for st in ("thm4", "thm6", "thm7")}}
     bnd = statement_bounds(prob, ns.astype(np.float64), cfg.delta)
     rows = []
     for i, n in enumerate(tqdm(ns, desc=f"bound check ({which})", unit="n")):
         data = prob.sample(int(n), cfg.trials, seed=np.random.default_rng(seeds[i]))
-        reward = fp.estimators.fit_reward(prob, data)
-        chosen = {"pmle": fp.estimators.pmle(prob, data), "distill": fp.estimators.distill(prob, data, reward),
-                  "reverse_kl": fp.estimators.reverse_kl(prob, data, reward)}
+        chosen = common.fit_estimators(prob, data, ("pmle", "distill", "reverse_kl"))
         for st in STATEMENTS:
             err = tables[st][chosen[ESTIMATOR[st]]]
             q = float(np.quantile(err, 1 - cfg.delta))
@@ -213,10 +196,13 @@ def summarize(probs: dict[str, fp.ToyProblem], cfg: Config, table: pd.DataFrame)
     return out
 
 
-def plot(table: pd.DataFrame, summary: dict, cfg: Config):
+def plot(outcome: _runner.Outcome, cfg: Config):
+    """One panel per statement (quantile against the paper's and the corrected bound), and the slack."""
+    table, summary = outcome.table, outcome.summary
     fig, axes = plt.subplots(2, 3, figsize=(17, 9.5), constrained_layout=True)
     for ax, st in zip(axes.flat, STATEMENTS, strict=False):
-        for which, color in PROBLEM_STYLE.items():
+        for which in PROBLEMS:
+            color = style.color(which)
             t = table[(table.statement == st) & (table.problem == which)]
             if t.empty:
                 continue
@@ -242,34 +228,37 @@ def plot(table: pd.DataFrame, summary: dict, cfg: Config):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
     d = summary["problems"]
-    fig.suptitle("; ".join(f"{k}: |Pi|={v['n_policies']}, gamma={v['gamma']}, R={v['R']:.3g}, C_Pi={v['C_pi']:.3g}"
-                           for k, v in d.items()) + f"; trials={cfg.trials}, delta={cfg.delta}", fontsize=10)
-    return fig
+    return style.finish(fig, "; ".join(f"{k}: |Pi|={v['n_policies']}, gamma={v['gamma']}, R={v['R']:.3g}, C_Pi={v['C_pi']:.3g}"
+                                       for k, v in d.items()) + f"; trials={cfg.trials}, delta={cfg.delta}")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = common.parse_config(Config, argv, description=__doc__.split("\n\n")[0])
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
+    """One line per problem, one per (statement, constants): verdict, failure frequency, slack."""
+    lines = []
+    for which, p in outcome.data["problems"].items():
+        d = p.describe()
+        lines.append(f"{which}: {p}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}")
+    for key, e in outcome.summary["statements"].items():
+        for version in ("paper", "corrected"):
+            v = e[version]
+            slack = f"{v['min_slack']:.3g}..{v['max_slack']:.3g}" if v["min_slack"] is not None else "inf (quantile 0)"
+            lines.append(f"  {key:16s} [{version:9s}] {v['verdict']}: max failure freq {v['max_failure_freq']:.3f} "
+                         f"(CP upper {v['max_cp_upper']:.4f} vs delta {cfg.delta}), slack {slack}")
+    return lines
+
+
+def run(cfg: Config) -> _runner.Outcome:
+    """Every statement on every problem, then the summary."""
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(cfg.problems))
     probs, tables = {}, []
     for which, ss in zip(cfg.problems, seeds, strict=True):
         probs[which] = make_problem(cfg, which)
         tables.append(sweep(probs[which], which, cfg, ss.spawn(cfg.n_points)))
     table = pd.concat(tables, ignore_index=True)
-    summary = summarize(probs, cfg, table)
-    fig = plot(table, summary, cfg)
-    paths = common.write_outputs(cfg.out, NAME, cfg, table, summary, fig)
-    plt.close(fig)
-    for which, p in probs.items():
-        d = p.describe()
-        print(f"{which}: {p}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}")
-    for key, e in summary["statements"].items():
-        for version in ("paper", "corrected"):
-            v = e[version]
-            slack = f"{v['min_slack']:.3g}..{v['max_slack']:.3g}" if v["min_slack"] is not None else "inf (quantile 0)"
-            print(f"  {key:16s} [{version:9s}] {v['verdict']}: max failure freq {v['max_failure_freq']:.3f} "
-                  f"(CP upper {v['max_cp_upper']:.4f} vs delta {cfg.delta}), slack {slack}")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return summary
+    return _runner.Outcome(table, summarize(probs, cfg, table), data={"problems": probs})
+
+
+main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -1,138 +1,23 @@
-"""Shared plumbing of the simulation scripts: config <-> command line, results files, statistics.
+"""Statistics shared by the simulation scripts (and, re-exported, their config and output plumbing).
 
-Every script defines one typed config dataclass (a docstring per field in its class docstring),
-parses it from the command line with :func:`parse_config`, and writes its outputs through
-:func:`write_outputs`, which records the config, seed and package versions next to the results.
+The command line, config base classes, atomic output writing and the one ``main`` flow live in
+:mod:`simulations._runner`; :func:`parse_config`, :func:`write_outputs`, :func:`versions` and
+:func:`to_jsonable` are re-exported here under their old names.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import platform
-import sys
-import time
-import typing
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy import stats
+
+from simulations._runner import parse_config, to_jsonable, versions, write_outputs
 
 __all__ = [
     "parse_config", "versions", "write_outputs", "bootstrap_mean_ci", "loglog_slope", "clopper_pearson_upper",
     "log_grid", "to_jsonable",
 ]
-
-
-# ---------------------------------------------------------------------- configuration
-def _field_help(cls: type) -> dict[str, str]:
-    """Per-field help from a numpydoc-like 'Attributes'-free docstring: lines 'name: text'."""
-    out: dict[str, str] = {}
-    for line in (cls.__doc__ or "").splitlines():
-        line = line.strip()
-        if ":" in line:
-            name, _, text = line.partition(":")
-            if name.isidentifier():
-                out[name] = text.strip()
-    return out
-
-
-def parse_config(cls: type, argv: list[str] | None = None, description: str | None = None) -> Any:
-    """Build a config dataclass from the command line: one ``--field`` per field, ``--quick`` applies ``cls.quick()``."""
-    hints = typing.get_type_hints(cls)
-    helps = _field_help(cls)
-    parser = argparse.ArgumentParser(description=description or (cls.__doc__ or "").split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small, fast settings (CI and a first look)")
-    defaults = cls()
-    for field in dataclasses.fields(cls):
-        hint = hints[field.name]
-        origin = typing.get_origin(hint)
-        default = getattr(defaults, field.name)
-        flag = "--" + field.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"help": helps.get(field.name, ""), "default": None, "dest": field.name}
-        if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-            continue
-        if origin in (tuple, list):
-            inner = typing.get_args(hint)[0]
-            kwargs.update(nargs="+", type=inner)
-        elif hint in (int, float, str):
-            kwargs["type"] = hint
-        elif hint is Path:
-            kwargs["type"] = Path
-        else:
-            kwargs["type"] = str
-        kwargs["help"] += f" (default: {default})"
-        parser.add_argument(flag, **kwargs)
-    args = parser.parse_args(argv)
-    cfg = cls.quick() if args.quick else cls()
-    updates = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
-    for name, value in updates.items():
-        if typing.get_origin(hints[name]) is tuple:
-            updates[name] = tuple(value)
-    cfg = dataclasses.replace(cfg, **updates)
-    if hasattr(cfg, "validate"):
-        cfg.validate()
-    return cfg
-
-
-def to_jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays, paths and dataclasses to JSON-friendly values (inf -> 'inf')."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None if np.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and of every package that produced a result."""
-    import matplotlib
-    import scipy
-    import torch
-
-    import finitepref
-
-    return {
-        "python": platform.python_version(), "platform": platform.platform(), "finitepref": finitepref.__version__,
-        "numpy": np.__version__, "scipy": scipy.__version__, "torch": torch.__version__,
-        "pandas": pd.__version__, "matplotlib": matplotlib.__version__,
-    }
-
-
-def write_outputs(out: Path, name: str, cfg: Any, table: pd.DataFrame, summary: dict[str, Any],
-                  figure=None, extra: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write ``{name}.csv``, ``summary.json``, ``config.json`` and (if given) ``{name}.png``/``.pdf``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / f"{name}.csv", "summary": out / "summary.json", "config": out / "config.json"}
-    table.to_csv(paths["csv"], index=False, float_format="%.10g")
-    meta = {"script": f"simulations.{name}", "argv": sys.argv, "seed": getattr(cfg, "seed", None),
-            "config": to_jsonable(cfg), "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    if extra:
-        meta.update(to_jsonable(extra))
-    paths["config"].write_text(json.dumps(meta, indent=2) + "\n")
-    paths["summary"].write_text(json.dumps(to_jsonable(summary), indent=2) + "\n")
-    if figure is not None:
-        for ext in ("png", "pdf"):
-            paths[ext] = out / f"{name}.{ext}"
-            figure.savefig(paths[ext], dpi=150, bbox_inches="tight", metadata={"CreationDate": None}
-                           if ext == "pdf" else None)
-    return paths
 
 
 # ---------------------------------------------------------------------- statistics
@@ -181,3 +66,34 @@ def loglog_slope(n: np.ndarray, errors: np.ndarray, rng: np.random.Generator, re
 def clopper_pearson_upper(k: int, trials: int, level: float = 0.95) -> float:
     """Upper limit of the exact (Clopper-Pearson) two-sided ``level`` CI for a binomial proportion."""
     return float(stats.binomtest(int(k), int(trials)).proportion_ci(confidence_level=level, method="exact").high)
+
+
+# ---------------------------------------------------------------------- estimators (from finitepref.registry)
+def check_names(field: str, given, known) -> None:
+    """``given`` must be a non-empty subset of ``known``; raise ``ValueError('field: ...')`` if not."""
+    unknown = sorted(set(given) - set(known))
+    if unknown or not given:
+        raise ValueError(f"{field}: unknown {unknown}; choose from {', '.join(known)}" if unknown
+                         else f"{field}: choose at least one of {', '.join(known)}")
+
+
+def fit_estimators(prob, data, names, params: dict[str, dict[str, float]] | None = None,
+                   aliases: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Chosen policy index per trial for every name, by :mod:`finitepref.registry`.
+
+    One reward model (eq. 9) is fitted when some estimator needs it and shared. ``params`` gives
+    each name's hyperparameters (``{"dpo": {"beta": 0.5}}``); ``aliases`` maps a name used as a
+    column value to its registry name (``{"pmle_kl": "pmle"}``).
+    """
+    from finitepref import estimators, registry
+
+    entries = {name: registry.get((aliases or {}).get(name, name)) for name in names}
+    reward = estimators.fit_reward(prob, data) if any(e.needs_reward for e in entries.values()) else None
+    return {name: e.fit(prob, data, reward if e.needs_reward else None, **(params or {}).get(name, {}))
+            for name, e in entries.items()}
+
+
+def clopper_pearson(k: int, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) two-sided ``level`` CI ``(low, high)`` for ``k`` successes in ``trials``."""
+    ci = stats.binomtest(int(k), int(trials)).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)

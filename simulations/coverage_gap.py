@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -43,59 +42,49 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
-from simulations import common  # noqa: E402
+from finitepref import registry  # noqa: E402
+from simulations import _runner, common, style  # noqa: E402
 
 NAME = "coverage_gap"
-ESTIMATORS = ("pmle", "distill", "reverse_kl")
-STYLE = {"pmle": ("PMLE (eq. 4)", "C0", "o"), "distill": ("Distillation (eq. 11)", "C1", "s"),
-         "reverse_kl": ("Reverse KL (eq. 15)", "C2", "^")}
+ESTIMATORS = registry.names(learns_pi_star=True)
+BASELINE = "reverse_kl"
+"""The estimator the others are compared with (Section 5: it should win when C_Pi >> C_R)."""
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_runner.SweepConfig):
     """Configuration of the coverage-gap instance and sweep. Every field is a command-line flag (``--field-name``).
 
     seed: master seed (instance and data); every n gets an independent stream via SeedSequence.spawn
-    out: output folder
     gamma: tilt of the preference model, eq. (2)
     mu_rare: mass of mu on the rare response of each prompt
     pi_rare: mass of pi* on the rare response of each prompt
     theta_values: grid values of each of the two reward parameters theta (common responses)
     rare_values: number of grid values of the rare-response shift c_x per prompt
     rare_range: the rare shift c_x ranges over [-rare_range, rare_range]
-    n_min: smallest sample size
-    n_max: largest sample size
-    n_points: number of log-spaced sample sizes
-    trials: independent data sets per sample size
     delta: delta of the bounds reported beside the measurement
-    bootstrap: bootstrap resamples for CIs
     """
 
-    seed: int = 0
-    out: Path = Path(f"results/{NAME}")
+    n_points: int = 9
     gamma: float = 1.0
     mu_rare: float = 0.01
     pi_rare: float = 0.25
     theta_values: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
     rare_values: int = 11
     rare_range: float = 1.5
-    n_min: float = 10
-    n_max: float = 1e5
-    n_points: int = 9
-    trials: int = 1000
     delta: float = 0.05
-    bootstrap: int = 1000
 
-    @classmethod
-    def quick(cls) -> Config:
-        """Fewer n and trials: under 30 s on 2 cores."""
-        return cls(n_points=5, trials=200, bootstrap=200, out=Path(f"results/{NAME}_quick"))
+    NAME = NAME
+    QUICK = {"n_points": 5, "trials": 200, "bootstrap": 200}
+    """Fewer n and trials: under 30 s on 2 cores."""
+    POSITIVE = ("gamma", "rare_values")
+    PROBABILITIES = ("delta", "mu_rare", "pi_rare")
 
-    def validate(self) -> None:
-        if not 0 < self.mu_rare < 1 or not 0 < self.pi_rare < 1:
-            raise ValueError("mu_rare, pi_rare: must be in (0, 1)")
-        if self.rare_values < 1 or len(self.theta_values) < 1 or 0.0 not in self.theta_values:
-            raise ValueError("theta_values must contain 0 (pi* in the class); rare_values >= 1")
+    def check(self) -> None:
+        if 0.0 not in self.theta_values:
+            raise ValueError(f"theta_values: must contain 0 (pi* in the class), got {self.theta_values}")
+        if self.rare_range < 0:
+            raise ValueError(f"rare_range: must be >= 0, got {self.rare_range}")
 
 
 def make_problem(cfg: Config) -> fp.ToyProblem:
@@ -130,11 +119,8 @@ def make_problem(cfg: Config) -> fp.ToyProblem:
     return fp.ToyProblem(np.full(X, 1.0 / X), mu, log_pol, star, cfg.gamma, rewards=rewards, log_space=True, meta=meta)
 
 
-def _boot_ci(values: np.ndarray, rng: np.random.Generator, resamples: int) -> tuple[float, float]:
-    return common.bootstrap_mean_ci(values, rng, resamples=resamples)
-
-
 def sweep(prob: fp.ToyProblem, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every estimator's forward and reverse KL at every n, and each one's paired difference to reverse KL."""
     ns = common.log_grid(cfg.n_min, cfg.n_max, cfg.n_points)
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(ns) + 2)
     rng = np.random.default_rng(seeds[-1])
@@ -142,28 +128,27 @@ def sweep(prob: fp.ToyProblem, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]
     rows, diffs = [], []
     for i, n in enumerate(tqdm(ns, desc="coverage gap", unit="n")):
         data = prob.sample(int(n), cfg.trials, seed=np.random.default_rng(seeds[i]))
-        reward = fp.estimators.fit_reward(prob, data)
-        chosen = {"pmle": fp.estimators.pmle(prob, data), "distill": fp.estimators.distill(prob, data, reward),
-                  "reverse_kl": fp.estimators.reverse_kl(prob, data, reward)}
+        chosen = common.fit_estimators(prob, data, ESTIMATORS)
         for name, idx in chosen.items():
             for div, tab in tables.items():
                 e = tab[idx]
-                lo, hi = _boot_ci(e, rng, cfg.bootstrap)
+                lo, hi = common.bootstrap_mean_ci(e, rng, resamples=cfg.bootstrap)
                 rows.append({"estimator": name, "divergence": div, "n": int(n), "trials": cfg.trials,
                              "mean_kl": e.mean(), "ci_low": lo, "ci_high": hi, "n_kl": n * e.mean(),
                              "p_correct": float(np.mean(idx == prob.star))})
-        for name in ("pmle", "distill"):
+        for name in (e for e in ESTIMATORS if e != BASELINE):
             for div, tab in tables.items():
-                d = tab[chosen[name]] - tab[chosen["reverse_kl"]]
-                lo, hi = _boot_ci(d, rng, cfg.bootstrap)
-                rkl = tab[chosen["reverse_kl"]].mean()
+                d = tab[chosen[name]] - tab[chosen[BASELINE]]
+                lo, hi = common.bootstrap_mean_ci(d, rng, resamples=cfg.bootstrap)
+                rkl = tab[chosen[BASELINE]].mean()
                 diffs.append({"versus": name, "divergence": div, "n": int(n), "mean_difference": d.mean(),
                               "ci_low": lo, "ci_high": hi,
                               "ratio": tab[chosen[name]].mean() / rkl if rkl > 0 else np.inf})
     return pd.DataFrame(rows), pd.DataFrame(diffs)
 
 
-def summarize(prob: fp.ToyProblem, cfg: Config, table: pd.DataFrame, diffs: pd.DataFrame) -> dict:
+def summarize(prob: fp.ToyProblem, cfg: Config, diffs: pd.DataFrame) -> dict:
+    """The problem's constants, the bounds' constants and shapes, and where reverse KL wins."""
     d = prob.describe()
     R, g, K, M = d["R"], prob.gamma, prob.n_policies, prob.n_rewards
     out = {"problem": d, "concentrability": prob.concentrability(),
@@ -187,15 +172,14 @@ def summarize(prob: fp.ToyProblem, cfg: Config, table: pd.DataFrame, diffs: pd.D
     return out
 
 
-def plot(table: pd.DataFrame, diffs: pd.DataFrame, summary: dict, cfg: Config):
+def plot(outcome: _runner.Outcome, cfg: Config):
+    """Forward and reverse KL of every estimator against n, and the error ratios to reverse KL."""
+    table, diffs, summary = outcome.table, outcome.data["differences"], outcome.summary
     fig, axes = plt.subplots(1, 3, figsize=(17, 5), constrained_layout=True)
     for ax, div in zip(axes[:2], ("forward", "reverse"), strict=True):
         for name in ESTIMATORS:
-            label, color, marker = STYLE[name]
             t = table[(table.estimator == name) & (table.divergence == div)]
-            pos = t.mean_kl > 0
-            ax.plot(t.n[pos], t.mean_kl[pos], marker=marker, color=color, ms=4, label=label)
-            ax.fill_between(t.n[pos], t.ci_low[pos].clip(lower=1e-300), t.ci_high[pos], color=color, alpha=0.2)
+            style.mean_with_band(ax, t.n, t.mean_kl, t.ci_low, t.ci_high, **style.line(name))
         ax.set(xscale="log", yscale="log", xlabel="n", title=f"{div} KL, E_x KL("
                + ("pi*||pi_hat)" if div == "forward" else "pi_hat||pi*)") + " (band: 95% bootstrap CI)")
         ax.grid(True, which="both", alpha=0.3)
@@ -203,42 +187,43 @@ def plot(table: pd.DataFrame, diffs: pd.DataFrame, summary: dict, cfg: Config):
     ax = axes[2]
     for (versus, div), t in diffs.groupby(["versus", "divergence"], sort=False):
         fin = np.isfinite(t.ratio)
-        ax.plot(t.n[fin], t.ratio[fin], "o-" if div == "forward" else "s--", color=STYLE[versus][1], ms=4,
+        ax.plot(t.n[fin], t.ratio[fin], "o-" if div == "forward" else "s--", color=style.color(versus), ms=4,
                 label=f"{versus} / reverse KL ({div})")
     ax.axhline(1, color="k", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="n", ylabel="mean error ratio", title="> 1: reverse KL better")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     d = summary["problem"]
-    fig.suptitle(f"|Pi|={d['n_policies']}, |R|={d['n_rewards']}, gamma={d['gamma']}, R={d['R']:.3g}, "
-                 f"C_Pi={d['C_pi']:.3g}, C_R={d['C_r']:.3g}, mu(rare)={cfg.mu_rare}, trials={cfg.trials}, seed={cfg.seed}",
-                 fontsize=10)
-    return fig
+    return style.finish(fig, f"|Pi|={d['n_policies']}, |R|={d['n_rewards']}, gamma={d['gamma']}, R={d['R']:.3g}, "
+                             f"C_Pi={d['C_pi']:.3g}, C_R={d['C_r']:.3g}, mu(rare)={cfg.mu_rare}, trials={cfg.trials}, seed={cfg.seed}")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = common.parse_config(Config, argv, description=__doc__.split("\n\n")[0])
-    prob = make_problem(cfg)
-    table, diffs = sweep(prob, cfg)
-    summary = summarize(prob, cfg, table, diffs)
-    fig = plot(table, diffs, summary, cfg)
-    paths = common.write_outputs(cfg.out, NAME, cfg, table, summary, fig, extra={"differences": diffs.to_dict("list")})
-    plt.close(fig)
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
+    """The problem's constants, the bound shapes, and per comparison where reverse KL is better or worse."""
+    summary = outcome.summary
     d = summary["problem"]
-    print(f"problem: {prob}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}  "
-          f"(l_inf concentrability {summary['concentrability']:.3g})")
-    print(f"  bound shapes: C_Pi ln(|Pi|/d)/g^2 = {summary['bound_shapes']['C_pi ln(|Pi|/delta)/gamma^2']:.3g} vs "
-          f"ln(|Pi|/d) + C_R ln(|R|/d)/g^2 = "
-          f"{summary['bound_shapes']['ln(|Pi|/delta) + C_R ln(|R|/delta)/gamma^2']:.3g}")
+    lines = [f"problem: {outcome.data['problem']}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}  "
+             f"(l_inf concentrability {summary['concentrability']:.3g})"]
+    lines.append(f"  bound shapes: C_Pi ln(|Pi|/d)/g^2 = {summary['bound_shapes']['C_pi ln(|Pi|/delta)/gamma^2']:.3g} vs "
+                 f"ln(|Pi|/d) + C_R ln(|R|/d)/g^2 = "
+                 f"{summary['bound_shapes']['ln(|Pi|/delta) + C_R ln(|R|/delta)/gamma^2']:.3g}")
     for key, c in summary["comparisons"].items():
         better, worse = c["n_where_reverse_kl_better"], c["n_where_reverse_kl_worse"]
         ratios = ", ".join(f"{n}: {r:.3g}" for n, r in c["ratio_by_n"].items())
         verdict = ("AGREES (reverse KL significantly better at some n, never significantly worse)"
                    if better and not worse else "DISAGREES" if worse and not better else
                    "MIXED" if better else "NO SIGNIFICANT DIFFERENCE")
-        print(f"  {key}: reverse KL better at n={better}, worse at n={worse}; ratio by n {{{ratios}}}. {verdict}")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return summary
+        lines.append(f"  {key}: reverse KL better at n={better}, worse at n={worse}; ratio by n {{{ratios}}}. {verdict}")
+    return lines
+
+
+def run(cfg: Config) -> _runner.Outcome:
+    """Build the instance, sweep n, summarize; the paired differences go to config.json."""
+    prob = make_problem(cfg)
+    table, diffs = sweep(prob, cfg)
+    return _runner.Outcome(table, summarize(prob, cfg, diffs), extra={"differences": diffs.to_dict("list")},
+                           data={"problem": prob, "differences": diffs})
+
+
+main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -42,33 +41,31 @@ from tqdm.auto import tqdm  # noqa: E402
 import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
 from finitepref.divergences import entropy  # noqa: E402
-from simulations import common  # noqa: E402
+from simulations import _runner, common, style  # noqa: E402
 
 NAME = "degeneracy"
 ESTIMATORS = ("dpo", "rlhf", "pmle_kl", "reverse_kl")
-STYLE = {"dpo": ("DPO (eq. 6)", "C3", "v"), "rlhf": ("RLHF (eq. 1)", "C4", "D"),
-         "pmle_kl": (r"PMLE, $\beta>0$ (eq. 5)", "C0", "o"), "reverse_kl": (r"Reverse KL, $\beta>0$ (eq. 16)", "C2", "^")}
+"""Column values of the results; each is a registry estimator run with the KL coefficient beta > 0."""
+REGISTRY_NAME = {"pmle_kl": "pmle"}
+"""Column value -> registry name where they differ (PMLE with beta > 0 is eq. 5)."""
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_runner.SweepConfig):
     """Configuration of the degeneracy study. Every field is a command-line flag (``--field-name``).
 
     seed: master seed; every (sweep, point) gets an independent stream via SeedSequence.spawn
-    out: output folder
+    n_min: smallest n of the n sweep
+    n_max: largest n of the n sweep
+    trials: independent data sets per point
     gamma: tilt of the preference model, eq. (2)
     radius: the net covers [-radius, radius]^2 (large: near-deterministic policies are in the class)
     resolution: net spacing
     feature_scale: scale of the log-linear features
     reward_stride: reward class = every reward_stride-th net point
     beta: KL coefficient of the n sweep (all four estimators)
-    n_min: smallest n of the n sweep
-    n_max: largest n of the n sweep
-    n_points: number of log-spaced n
     betas: KL coefficients of the beta sweep
     n_beta: sample size of the beta sweep
-    trials: independent data sets per point
-    bootstrap: bootstrap resamples for CIs
     ps_p0_logits: logits of the reference p0 of the prior-smoothing example
     ps_rewards: rewards r of the prior-smoothing example
     ps_beta: beta of the prior-smoothing example
@@ -76,53 +73,49 @@ class Config:
     ps_grid: simplex grid denominator of the K = 3 exhaustive check
     """
 
-    seed: int = 0
-    out: Path = Path(f"results/{NAME}")
     gamma: float = 0.5
     radius: float = 6.0
     resolution: float = 0.2
     feature_scale: float = 1.0
     reward_stride: int = 2
     beta: float = 0.05
-    n_min: float = 10
-    n_max: float = 1e5
-    n_points: int = 5
     betas: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     n_beta: int = 1000
-    trials: int = 1000
-    bootstrap: int = 1000
     ps_p0_logits: tuple[float, ...] = (4.0, 2.0, 1.0, 0.0, -2.0, -4.0)
     ps_rewards: tuple[float, ...] = (0.0, 0.3, 0.6, 0.4, 1.0, 0.8)
     ps_beta: float = 0.1
     ps_gamma: float = 0.5
     ps_grid: int = 600
 
-    @classmethod
-    def quick(cls) -> Config:
-        """A coarser net, fewer points and trials: under 30 s on 2 cores."""
-        return cls(resolution=0.4, n_points=3, betas=(0.01, 0.1, 1.0), trials=200, bootstrap=200, ps_grid=200,
-                   out=Path(f"results/{NAME}_quick"))
+    NAME = NAME
+    QUICK = {"resolution": 0.4, "n_points": 3, "betas": (0.01, 0.1, 1.0), "trials": 200, "bootstrap": 200,
+             "ps_grid": 200}
+    """A coarser net, fewer points and trials: under 30 s on 2 cores."""
+    POSITIVE = ("gamma", "radius", "resolution", "feature_scale", "reward_stride", "beta", "betas", "n_beta",
+                "ps_beta", "ps_gamma", "ps_grid")
 
-    def validate(self) -> None:
-        if self.beta <= 0 or min(self.betas) <= 0:
-            raise ValueError("beta, betas: must be > 0 (DPO needs beta > 0; the point is PMLE/reverse KL with beta > 0)")
-        if len(self.ps_p0_logits) != len(self.ps_rewards):
-            raise ValueError("ps_p0_logits and ps_rewards must have the same length K")
+    def check(self) -> None:
+        if len(self.ps_p0_logits) != len(self.ps_rewards) or len(self.ps_rewards) < 3:
+            raise ValueError(f"ps_p0_logits, ps_rewards: need the same length K >= 3, got {len(self.ps_p0_logits)} "
+                             f"and {len(self.ps_rewards)}")
+        if self.n_beta > _runner.MAX_N:
+            raise ValueError(f"n_beta: must be <= {_runner.MAX_N:.0e}, got {self.n_beta}")
 
 
 def make_problem(cfg: Config) -> fp.ToyProblem:
+    """A wide log-linear net: near-deterministic policies are in the class."""
     return fp.ToyProblem.loglinear_grid(resolution=cfg.resolution, radius=cfg.radius, gamma=cfg.gamma,
                                         feature_scale=cfg.feature_scale, reward_stride=cfg.reward_stride, seed=cfg.seed)
 
 
 def choose(prob: fp.ToyProblem, data: fp.PreferenceData, beta: float) -> dict[str, np.ndarray]:
-    est = fp.estimators
-    reward = est.fit_reward(prob, data)
-    return {"dpo": est.dpo(prob, data, beta), "rlhf": est.rlhf(prob, data, reward, beta),
-            "pmle_kl": est.pmle(prob, data, beta), "reverse_kl": est.reverse_kl(prob, data, reward, beta)}
+    """Chosen policy index per trial of every estimator, all with the KL coefficient ``beta``."""
+    return common.fit_estimators(prob, data, ESTIMATORS, {name: {"beta": beta} for name in ESTIMATORS},
+                                 aliases=REGISTRY_NAME)
 
 
 def sweep(prob: fp.ToyProblem, cfg: Config) -> pd.DataFrame:
+    """Entropy and max-probability of every estimator's choice, against n (fixed beta) and against beta (fixed n)."""
     ent = (entropy(prob.log_policies) @ prob.prompt_probs).numpy()
     maxp = (prob.policies.amax(-1) @ prob.prompt_probs).numpy()
     ns = common.log_grid(cfg.n_min, cfg.n_max, cfg.n_points)
@@ -185,15 +178,20 @@ def prior_smoothing(cfg: Config) -> tuple[pd.DataFrame, dict]:
     return table, {"alpha": b / (b + g), "entropy": ent, "verification": check, "grid_step": 1.0 / N}
 
 
-def plot(table: pd.DataFrame, ps: pd.DataFrame, ps_summary: dict, cfg: Config):
+def _line(name: str, cfg: Config) -> dict:
+    """Style of an estimator of this study: every one runs with beta > 0."""
+    return style.line(name, beta=cfg.beta, estimator=REGISTRY_NAME.get(name, name))
+
+
+def plot(outcome: _runner.Outcome, cfg: Config):
+    """Entropy against n and against beta, max-probability against beta, and the prior-smoothing bars."""
+    table, ps, ps_summary = outcome.table, outcome.files["prior_smoothing.csv"], outcome.summary["prior_smoothing"]
     fig, axes = plt.subplots(1, 4, figsize=(22, 5), constrained_layout=True)
     for ax, (kind, x) in zip(axes[:2], (("n", "n"), ("beta", "beta")), strict=True):
         t0 = table[table.sweep == kind]
         for name in ESTIMATORS:
-            label, color, marker = STYLE[name]
             t = t0[t0.estimator == name]
-            ax.plot(t[x], t.mean_entropy, marker=marker, color=color, ms=4, label=label)
-            ax.fill_between(t[x], t.ci_low, t.ci_high, color=color, alpha=0.2)
+            style.mean_with_band(ax, t[x], t.mean_entropy, t.ci_low, t.ci_high, log_y=False, **_line(name, cfg))
         ax.axhline(t0.entropy_star.iloc[0], color="k", ls=":", label=r"$H(\pi^*)$")
         ax.axhline(t0.min_entropy_in_class.iloc[0], color="0.5", ls="--", lw=1, label="least entropy in class")
         ax.set(xscale="log", xlabel=x, ylabel=r"$E_x H(\hat\pi(x))$ (nats)",
@@ -203,9 +201,8 @@ def plot(table: pd.DataFrame, ps: pd.DataFrame, ps_summary: dict, cfg: Config):
     ax = axes[2]
     t0 = table[table.sweep == "beta"]
     for name in ESTIMATORS:
-        label, color, marker = STYLE[name]
         t = t0[t0.estimator == name]
-        ax.plot(t.beta, t.mean_max_prob, marker=marker, color=color, ms=4, label=label)
+        ax.plot(t.beta, t.mean_max_prob, ms=4, **_line(name, cfg))
     ax.axhline(t0.max_prob_star.iloc[0], color="k", ls=":", label=r"$\pi^*$")
     ax.set(xscale="log", xlabel="beta", ylabel=r"$E_x \max_a \hat\pi(a|x)$", title=f"Max probability (n = {cfg.n_beta})")
     ax.grid(True, alpha=0.3)
@@ -221,14 +218,38 @@ def plot(table: pd.DataFrame, ps: pd.DataFrame, ps_summary: dict, cfg: Config):
     ax.set(xlabel="category k", ylabel="probability", xticks=k,
            title=f"Prior smoothing: alpha={ps_summary['alpha']:.3g}; H: p0 {e['p0']:.2f}, RLHF {e['rlhf']:.2f}, "
                  f"RKL {e['reverse_kl']:.2f}")
-    ax.legend(fontsize=7)
-    fig.suptitle(f"Log-linear net radius {cfg.radius}, spacing {cfg.resolution}, gamma={cfg.gamma}; trials={cfg.trials}, "
-                 f"seed={cfg.seed}; bands: 95% bootstrap CI", fontsize=10)
-    return fig
+    return style.finish(fig, f"Log-linear net radius {cfg.radius}, spacing {cfg.resolution}, gamma={cfg.gamma}; trials={cfg.trials}, "
+                             f"seed={cfg.seed}; bands: 95% bootstrap CI")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = common.parse_config(Config, argv, description=__doc__.split("\n\n")[0])
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
+    """Degeneracy of DPO and RLHF against PMLE+KL and reverse KL, and the prior-smoothing checks."""
+    summary, prob, lines = outcome.summary, outcome.data["problem"], []
+    ps_summary = summary["prior_smoothing"]
+    lines.append(f"problem: {prob}  H(pi*) = {summary['entropy_star']:.3f}, least entropy in class "
+                 f"{summary['min_entropy_in_class']:.3f}")
+    e = summary["entropy_at_smallest_beta"]
+    for base in ("dpo", "rlhf"):
+        ok = e[base] < e["pmle_kl"] and e[base] < e["reverse_kl"]
+        lines.append(f"  beta = {min(cfg.betas):g}, n = {cfg.n_beta}: entropy {base} {e[base]:.3f} vs PMLE+KL {e['pmle_kl']:.3f}, "
+                     f"reverse KL {e['reverse_kl']:.3f} (max prob {summary['max_prob_at_smallest_beta'][base]:.3f} vs "
+                     f"{summary['max_prob_at_smallest_beta']['pmle_kl']:.3f}). "
+                     f"{'AGREES' if ok else 'DISAGREES'} with '{base} degenerates, PMLE+KL and reverse KL keep mass'")
+    lines.append("  entropy at the largest n (beta = " + f"{cfg.beta:g}): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in summary["entropy_at_largest_n"].items()))
+    for name, c in ps_summary["verification"].items():
+        ok = c["max_abs_diff_scipy"] < 1e-5 and c["closed_le_scipy"] and c["grid_objective_ge_closed_k3"] \
+            and c["grid_max_abs_diff_k3"] <= 1.5 / cfg.ps_grid
+        lines.append(f"  prior smoothing, {name}: closed form vs scipy max |diff| {c['max_abs_diff_scipy']:.2e}, K=3 grid argmin "
+                     f"within {c['grid_max_abs_diff_k3']:.2e} (grid step {1 / cfg.ps_grid:.1e}). "
+                     f"{'AGREES' if ok else 'DISAGREES'} with 'the closed form minimises its objective'")
+    lines.append(f"  entropies: p0 {ps_summary['entropy']['p0']:.3f}, RLHF {ps_summary['entropy']['rlhf']:.3f}, "
+                 f"reverse KL {ps_summary['entropy']['reverse_kl']:.3f} (alpha = {ps_summary['alpha']:.3g})")
+    return lines
+
+
+def run(cfg: Config) -> _runner.Outcome:
+    """The two sweeps on the net and the prior-smoothing example, summarized."""
     prob = make_problem(cfg)
     table = sweep(prob, cfg)
     ps, ps_summary = prior_smoothing(cfg)
@@ -239,31 +260,10 @@ def main(argv: list[str] | None = None) -> dict:
                "entropy_at_smallest_beta": low_beta.mean_entropy.to_dict(),
                "max_prob_at_smallest_beta": low_beta.mean_max_prob.to_dict(),
                "entropy_at_largest_n": big_n.mean_entropy.to_dict(), "prior_smoothing": ps_summary}
-    fig = plot(table, ps, ps_summary, cfg)
-    paths = common.write_outputs(cfg.out, NAME, cfg, table, summary, fig)
-    ps.to_csv(Path(cfg.out) / "prior_smoothing.csv", index=False, float_format="%.10g")
-    plt.close(fig)
-    print(f"problem: {prob}  H(pi*) = {summary['entropy_star']:.3f}, least entropy in class "
-          f"{summary['min_entropy_in_class']:.3f}")
-    e = summary["entropy_at_smallest_beta"]
-    for base in ("dpo", "rlhf"):
-        ok = e[base] < e["pmle_kl"] and e[base] < e["reverse_kl"]
-        print(f"  beta = {min(cfg.betas):g}, n = {cfg.n_beta}: entropy {base} {e[base]:.3f} vs PMLE+KL {e['pmle_kl']:.3f}, "
-              f"reverse KL {e['reverse_kl']:.3f} (max prob {summary['max_prob_at_smallest_beta'][base]:.3f} vs "
-              f"{summary['max_prob_at_smallest_beta']['pmle_kl']:.3f}). "
-              f"{'AGREES' if ok else 'DISAGREES'} with '{base} degenerates, PMLE+KL and reverse KL keep mass'")
-    print("  entropy at the largest n (beta = " + f"{cfg.beta:g}): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in summary["entropy_at_largest_n"].items()))
-    for name, c in ps_summary["verification"].items():
-        ok = c["max_abs_diff_scipy"] < 1e-5 and c["closed_le_scipy"] and c["grid_objective_ge_closed_k3"] \
-            and c["grid_max_abs_diff_k3"] <= 1.5 / cfg.ps_grid
-        print(f"  prior smoothing, {name}: closed form vs scipy max |diff| {c['max_abs_diff_scipy']:.2e}, K=3 grid argmin "
-              f"within {c['grid_max_abs_diff_k3']:.2e} (grid step {1 / cfg.ps_grid:.1e}). "
-              f"{'AGREES' if ok else 'DISAGREES'} with 'the closed form minimises its objective'")
-    print(f"  entropies: p0 {ps_summary['entropy']['p0']:.3f}, RLHF {ps_summary['entropy']['rlhf']:.3f}, "
-          f"reverse KL {ps_summary['entropy']['reverse_kl']:.3f} (alpha = {ps_summary['alpha']:.3g})")
-    print("wrote " + ", ".join(str(p) for p in paths.values()) + ", " + str(Path(cfg.out) / "prior_smoothing.csv"))
-    return summary
+    return _runner.Outcome(table, summary, files={"prior_smoothing.csv": ps}, data={"problem": prob})
+
+
+main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ Outputs in ``--out``: ``finite_vs_net.csv``, ``summary.json``, ``config.json``, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -39,21 +38,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from scipy import optimize, stats  # noqa: E402
+from scipy import optimize  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import finitepref as fp  # noqa: E402
-from simulations import common  # noqa: E402
+from simulations import _runner, common, style  # noqa: E402
 
 NAME = "finite_vs_net"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_runner.ScriptConfig):
     """Configuration of the two-regime comparison. Every field is a command-line flag (``--field-name``).
 
     seed: master seed; every (class, n) gets an independent stream via SeedSequence.spawn
-    out: output folder
     n_policies: size of the gapped random class
     spread: logit noise of the gapped class (ToyProblem.random)
     gamma: gamma of the gapped class
@@ -72,8 +70,6 @@ class Config:
     bootstrap: resamples for CIs
     """
 
-    seed: int = 0
-    out: Path = Path(f"results/{NAME}")
     n_policies: int = 20
     spread: float = 1.0
     gamma: float = 1.0
@@ -91,23 +87,27 @@ class Config:
     window_max: float = 3e4
     bootstrap: int = 1000
 
-    @classmethod
-    def quick(cls) -> Config:
-        """Fewer trials and n, a coarser net: under 30 s on 2 cores."""
-        return cls(finite_trials=1000, finite_points=10, net_resolution=0.04, net_trials=200, n_points=5,
-                   n_max=1e4, window_min=300, window_max=1e4, bootstrap=200, out=Path(f"results/{NAME}_quick"))
+    NAME = NAME
+    QUICK = {"finite_trials": 1000, "finite_points": 10, "net_resolution": 0.04, "net_trials": 200, "n_points": 5,
+             "n_max": 1e4, "window_min": 300, "window_max": 1e4, "bootstrap": 200}
+    """Fewer trials and n, a coarser net: under 30 s on 2 cores."""
+    POSITIVE = ("spread", "gamma", "net_resolution", "net_gamma", "window_min", "window_max")
+    AT_LEAST_ONE = ("finite_trials", "net_trials", "bootstrap", "min_wrong")
 
-    def validate(self) -> None:
-        if self.n_policies < 2 or self.finite_points < 2 or self.finite_trials < 1 or self.net_trials < 1:
-            raise ValueError("n_policies >= 2, finite_points >= 2, trials >= 1 needed")
+    def check(self) -> None:
+        if self.n_policies < 2 or self.finite_points < 2:
+            raise ValueError(f"n_policies, finite_points: need >= 2 each, got {self.n_policies}, {self.finite_points}")
+        _runner.check_sample_grid(self.n_min, self.n_max, self.n_points)
+        if self.window_min > self.window_max:
+            raise ValueError(f"window_min: must be <= window_max={self.window_max}, got {self.window_min}")
 
 
 def chernoff_rates(prob: fp.ToyProblem) -> tuple[np.ndarray, np.ndarray]:
     r"""Per policy: Chernoff rate :math:`c_\pi` and Bhattacharyya rate :math:`-\ln\mathbb E[e^{Z_\pi/2}]` (0 for pi*)."""
     law = prob.law().reshape(-1)
     law = law / law.sum()  # the sampler (preference.sample_counts) normalises the law the same way
-    w, l = prob.log_policies[:, :, :, None], prob.log_policies[:, :, None, :]
-    logp = fp.losses.preference_logit(w, l, prob.gamma)
+    winner, loser = prob.log_policies[:, :, :, None], prob.log_policies[:, :, None, :]
+    logp = fp.losses.preference_logit(winner, loser, prob.gamma)
     z = (torch.nn.functional.logsigmoid(logp)
          - torch.nn.functional.logsigmoid(logp[prob.star])).reshape(prob.n_policies, -1).numpy()
     keep = law > 0
@@ -138,11 +138,11 @@ def finite_sweep(prob: fp.ToyProblem, cfg: Config, ss: np.random.SeedSequence, c
         idx = fp.estimators.pmle(prob, prob.sample(int(n), cfg.finite_trials, seed=np.random.default_rng(s)))
         wrong[i] = idx != prob.star
         k = int(wrong[i].sum())
-        ci = stats.binomtest(k, cfg.finite_trials).proportion_ci(confidence_level=0.95, method="exact")
+        ci_low, ci_high = common.clopper_pearson(k, cfg.finite_trials)
         e = fwd[idx]
         rows.append({"regime": "finite_gap", "n": int(n), "trials": cfg.finite_trials, "mean_kl": e.mean(),
                      "ci_low": np.nan, "ci_high": np.nan, "p_correct": 1 - k / cfg.finite_trials, "n_wrong": k,
-                     "p_wrong_ci_low": ci.low, "p_wrong_ci_high": ci.high,
+                     "p_wrong_ci_low": ci_low, "p_wrong_ci_high": ci_high,
                      "union_bound": float(np.minimum(1.0, np.exp(-n * others).sum())),
                      "n_kl": n * e.mean()})
     return pd.DataFrame(rows), wrong, c_min
@@ -177,18 +177,20 @@ def net_sweep(prob: fp.ToyProblem, cfg: Config, ss: np.random.SeedSequence, rng:
         errs[i] = fwd[idx]
         lo, hi = common.bootstrap_mean_ci(errs[i], rng, resamples=cfg.bootstrap)
         k = int(np.sum(idx != prob.star))
-        ci = stats.binomtest(k, cfg.net_trials).proportion_ci(confidence_level=0.95, method="exact")
+        ci_low, ci_high = common.clopper_pearson(k, cfg.net_trials)
         rows.append({"regime": "net", "n": int(n), "trials": cfg.net_trials, "mean_kl": errs[i].mean(), "ci_low": lo,
-                     "ci_high": hi, "p_correct": 1 - k / cfg.net_trials, "n_wrong": k, "p_wrong_ci_low": ci.low,
-                     "p_wrong_ci_high": ci.high, "union_bound": np.nan, "n_kl": n * errs[i].mean()})
+                     "ci_high": hi, "p_correct": 1 - k / cfg.net_trials, "n_wrong": k, "p_wrong_ci_low": ci_low,
+                     "p_wrong_ci_high": ci_high, "union_bound": np.nan, "n_kl": n * errs[i].mean()})
     return pd.DataFrame(rows), errs
 
 
-def plot(table: pd.DataFrame, summary: dict, cfg: Config):
+def plot(outcome: _runner.Outcome, cfg: Config):
+    """Error vs n for both regimes, exact-recovery frequency, and the gapped class's exponential drop."""
+    table, summary = outcome.table, outcome.summary
     fig, axes = plt.subplots(1, 3, figsize=(17, 5), constrained_layout=True)
     ax_kl, ax_p, ax_w = axes
-    for regime, color, label in (("finite_gap", "C0", f"gapped class |Pi|={cfg.n_policies}"),
-                                 ("net", "C3", "log-linear net")):
+    for regime, color, label in (("finite_gap", style.color("tight"), f"gapped class |Pi|={cfg.n_policies}"),
+                                 ("net", style.color("default"), "log-linear net")):
         t = table[table.regime == regime]
         pos = t.mean_kl > 0
         ax_kl.plot(t.n[pos], t.mean_kl[pos], "o-", color=color, ms=4, label=label)
@@ -221,18 +223,44 @@ def plot(table: pd.DataFrame, summary: dict, cfg: Config):
                   label=f"fit: rate {f['rate']:.4g} (c_min = {summary['finite_gap']['c_min']:.4g})")
     ax_w.set(yscale="log", xlabel="n (linear)", ylabel=r"P($\hat\pi\ne\pi^*$)",
              title="Gapped class: exponential drop")
-    for ax in axes:
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
     d = summary["finite_gap"]["problem"]
-    fig.suptitle(f"Gapped: |Pi|={d['n_policies']}, gamma={d['gamma']}, min KL gap={summary['finite_gap']['kl_gap']:.3g}"
-                 f"; net: |Pi|={summary['net']['problem']['n_policies']}, gamma={cfg.net_gamma}; seed={cfg.seed}",
-                 fontsize=10)
-    return fig
+    return style.finish(fig, f"Gapped: |Pi|={d['n_policies']}, gamma={d['gamma']}, min KL gap={summary['finite_gap']['kl_gap']:.3g}"
+                             f"; net: |Pi|={summary['net']['problem']['n_policies']}, gamma={cfg.net_gamma}; seed={cfg.seed}")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = common.parse_config(Config, argv, description=__doc__.split("\n\n")[0])
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
+    """Exact recovery, the union bound, the exponential rate against c_min, and the net's 1/n slope."""
+    summary, gapped, lines = outcome.summary, outcome.data["gapped"], []
+    c_min, fit, slope = summary["finite_gap"]["c_min"], summary["finite_gap"]["fit"], summary["net"]["slope"]
+    union_ok = summary["finite_gap"]["union_bound_holds"]
+    fg = {**summary["finite_gap"], "final_n": outcome.data["final_n"]}
+    lines.append(f"gapped class: {gapped}, min KL gap {fg['kl_gap']:.4g}, Chernoff c_min {c_min:.4g} "
+                 f"(Bhattacharyya {fg['bhattacharyya_min']:.4g})")
+    exact = fg["final_mean_kl"] == 0.0
+    lines.append(f"  exact recovery: P(correct) = {fg['final_p_correct']:.4f} and E[KL] = {fg['final_mean_kl']:.3g} at "
+                 f"n = {fg['final_n']} (all trials correct from n = {fg['first_n_all_correct']}). "
+                 f"{'AGREES' if exact else 'DISAGREES'} with 'E[KL] = 0 exactly once n >> 1/gap'")
+    lines.append(f"  union Chernoff bound on P(wrong): {'AGREES (CP lower limit <= bound at every n)' if union_ok else 'DISAGREES'}")
+    if fit.get("rate") is not None:
+        inside = fit["ci_low"] <= c_min <= fit["ci_high"]
+        near = abs(fit["rate"] / c_min - 1) <= 0.2
+        lines.append(f"  exponential rate (with n^-1/2 prefactor) {fit['rate']:.4g} [{fit['ci_low']:.4g}, {fit['ci_high']:.4g}]"
+                     f" (without prefactor {fit['rate_without_sqrt_n']:.4g}) vs Chernoff c_min {c_min:.4g}: ratio "
+                     f"{fit['rate'] / c_min:.3f}. {'AGREES' if inside else 'AGREES within 20%' if near else 'DISAGREES'} "
+                     f"(CI {'contains' if inside else 'misses'} c_min; c_min is the n -> inf rate)")
+    else:
+        lines.append(f"  exponential rate: not fitted ({fit['reason']})")
+    if slope["slope"] is not None:
+        inside = slope["ci_low"] <= -1 <= slope["ci_high"]
+        lines.append(f"  net: slope of log E[KL] on log n over [{cfg.window_min:g}, {cfg.window_max:g}] = {slope['slope']:+.3f} "
+                     f"[{slope['ci_low']:+.3f}, {slope['ci_high']:+.3f}]. {'AGREES' if inside else 'DISAGREES'} with 1/n")
+    else:
+        lines.append(f"  net: no slope ({slope['reason']})")
+    return lines
+
+
+def run(cfg: Config) -> _runner.Outcome:
+    """The gapped class over a linear grid of n, the net over a log grid, and their summaries."""
     ss_fin, ss_net, ss_ci = np.random.SeedSequence(cfg.seed).spawn(3)
     rng = np.random.default_rng(ss_ci)
     gapped = fp.ToyProblem.random(n_policies=cfg.n_policies, spread=cfg.spread, gamma=cfg.gamma, seed=cfg.seed)
@@ -241,51 +269,27 @@ def main(argv: list[str] | None = None) -> dict:
     fit = fit_rate(t_fin.n.to_numpy(), wrong, cfg.min_wrong, rng, cfg.bootstrap)
     net = fp.ToyProblem.loglinear_grid(resolution=cfg.net_resolution, gamma=cfg.net_gamma, seed=cfg.seed)
     t_net, errs = net_sweep(net, cfg, ss_net, rng)
-    table = pd.concat([t_fin, t_net], ignore_index=True)
     ns = t_net.n.to_numpy()
     win = (ns >= cfg.window_min) & (ns <= cfg.window_max)
     slope = common.loglog_slope(ns[win], errs[win], rng, resamples=cfg.bootstrap)
     gaps = np.delete(gapped.forward_kl_table(), gapped.star)
-    union_ok = bool((t_fin.p_wrong_ci_low <= t_fin.union_bound).all())
+    all_correct = t_fin.n[t_fin.n_wrong == 0]
     summary = {
         "finite_gap": {"problem": gapped.describe(), "kl_gap": float(gaps.min()), "c_min": c_min,
                        "bhattacharyya_min": float(np.delete(bhat, gapped.star).min()),
                        "chernoff_rates": np.delete(chern, gapped.star).tolist(), "fit": fit,
                        "final_p_correct": float(t_fin.p_correct.iloc[-1]),
                        "final_mean_kl": float(t_fin.mean_kl.iloc[-1]),
-                       "first_n_all_correct": int(t_fin.n[t_fin.n_wrong == 0].min()) if (t_fin.n_wrong == 0).any()
-                       else None, "union_bound_holds": union_ok},
+                       "first_n_all_correct": int(all_correct.min()) if len(all_correct) else None,
+                       "union_bound_holds": bool((t_fin.p_wrong_ci_low <= t_fin.union_bound).all())},
         "net": {"problem": net.describe(), "slope": slope, "window": [cfg.window_min, cfg.window_max],
                 "final_p_correct": float(t_net.p_correct.iloc[-1])},
     }
-    fig = plot(table, summary, cfg)
-    paths = common.write_outputs(cfg.out, NAME, cfg, table, summary, fig)
-    plt.close(fig)
-    fg = summary["finite_gap"]
-    print(f"gapped class: {gapped}, min KL gap {fg['kl_gap']:.4g}, Chernoff c_min {c_min:.4g} "
-          f"(Bhattacharyya {fg['bhattacharyya_min']:.4g})")
-    exact = fg["final_mean_kl"] == 0.0
-    print(f"  exact recovery: P(correct) = {fg['final_p_correct']:.4f} and E[KL] = {fg['final_mean_kl']:.3g} at "
-          f"n = {int(t_fin.n.iloc[-1])} (all trials correct from n = {fg['first_n_all_correct']}). "
-          f"{'AGREES' if exact else 'DISAGREES'} with 'E[KL] = 0 exactly once n >> 1/gap'")
-    print(f"  union Chernoff bound on P(wrong): {'AGREES (CP lower limit <= bound at every n)' if union_ok else 'DISAGREES'}")
-    if fit.get("rate") is not None:
-        inside = fit["ci_low"] <= c_min <= fit["ci_high"]
-        near = abs(fit["rate"] / c_min - 1) <= 0.2
-        print(f"  exponential rate (with n^-1/2 prefactor) {fit['rate']:.4g} [{fit['ci_low']:.4g}, {fit['ci_high']:.4g}]"
-              f" (without prefactor {fit['rate_without_sqrt_n']:.4g}) vs Chernoff c_min {c_min:.4g}: ratio "
-              f"{fit['rate'] / c_min:.3f}. {'AGREES' if inside else 'AGREES within 20%' if near else 'DISAGREES'} "
-              f"(CI {'contains' if inside else 'misses'} c_min; c_min is the n -> inf rate)")
-    else:
-        print(f"  exponential rate: not fitted ({fit['reason']})")
-    if slope["slope"] is not None:
-        inside = slope["ci_low"] <= -1 <= slope["ci_high"]
-        print(f"  net: slope of log E[KL] on log n over [{cfg.window_min:g}, {cfg.window_max:g}] = {slope['slope']:+.3f} "
-              f"[{slope['ci_low']:+.3f}, {slope['ci_high']:+.3f}]. {'AGREES' if inside else 'DISAGREES'} with 1/n")
-    else:
-        print(f"  net: no slope ({slope['reason']})")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return summary
+    table = pd.concat([t_fin, t_net], ignore_index=True)
+    return _runner.Outcome(table, summary, data={"gapped": gapped, "final_n": int(t_fin.n.iloc[-1])})
+
+
+main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Outputs in ``--out``: ``kl_vs_n.csv``, ``summary.json``, ``config.json``, ``kl_v
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -35,23 +34,19 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
+from finitepref import registry  # noqa: E402
 from finitepref.asymptotics import sandwich_constant  # noqa: E402
-from simulations import common  # noqa: E402
+from simulations import _runner, common, style  # noqa: E402
 
-ESTIMATORS = ("pmle", "distill", "reverse_kl", "dpo", "rlhf", "rebel")
-STYLE = {
-    "pmle": ("PMLE (eq. 4)", "C0", "o"), "distill": ("Pref. distillation (eq. 11)", "C1", "s"),
-    "reverse_kl": ("Reverse KL (eq. 15)", "C2", "^"), "dpo": ("DPO (eq. 6)", "C3", "v"),
-    "rlhf": ("RLHF (eq. 1)", "C4", "D"), "rebel": ("REBEL (eq. 10)", "C5", "P"),
-}
+NAME = "kl_vs_n"
+ESTIMATORS = registry.names()
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_runner.SweepConfig):
     """Configuration of the KL-vs-n sweep. Every field is a command-line flag (``--field-name``).
 
     seed: master seed; every n gets an independent stream via SeedSequence.spawn
-    out: output folder
     n_prompts: number of prompts X
     n_responses: number of responses A per prompt
     dim: dimension d of the log-linear parameter theta
@@ -59,22 +54,18 @@ class Config:
     radius: the net covers [-radius, radius]^d
     reward_stride: the reward class is every reward_stride-th point of the net (Assumption 5 holds)
     gamma: tilt of the preference model, eq. (2)
-    n_min: smallest sample size
-    n_max: largest sample size
-    n_points: number of log-spaced sample sizes
-    trials: independent data sets per sample size
-    estimators: which estimators to run
+    estimators: which estimators to run (names of finitepref.registry)
     dpo_beta: DPO inverse temperature; gamma makes eq. (6) the DPO of the paper's remark
     rlhf_beta: RLHF KL coefficient; with R = gamma ln pi*, beta = gamma is the natural scale
     rebel_eta: REBEL reward scale; Section 4 suggests eta = 1/gamma (negative: use 1/gamma)
     delta: confidence level of the bounds (quantile 1-delta is compared with them)
     window_min: smallest n of the declared asymptotic window for the slope fit
     window_max: largest n of the declared asymptotic window for the slope fit
-    bootstrap: bootstrap resamples for CIs
     """
 
-    seed: int = 0
-    out: Path = Path("results/kl_vs_n")
+    n_min: float = 10
+    n_max: float = 1e6
+    n_points: int = 13
     n_prompts: int = 4
     n_responses: int = 5
     dim: int = 2
@@ -82,32 +73,24 @@ class Config:
     radius: float = 1.0
     reward_stride: int = 5
     gamma: float = 0.5
-    n_min: float = 10
-    n_max: float = 1e6
-    n_points: int = 13
-    trials: int = 1000
-    estimators: tuple[str, ...] = ESTIMATORS
+    estimators: tuple[str, ...] = registry.names()
     dpo_beta: float = 0.5
     rlhf_beta: float = 0.5
     rebel_eta: float = -1.0
     delta: float = 0.05
     window_min: float = 100
     window_max: float = 1e4
-    bootstrap: int = 1000
 
-    @classmethod
-    def quick(cls) -> Config:
-        """Same problem, fewer trials and n: under 30 s on 2 cores, three n >= 1000 kept."""
-        return cls(n_min=10, n_max=1e5, n_points=5, trials=200, bootstrap=200, out=Path("results/kl_vs_n_quick"))
+    NAME = NAME
+    QUICK = {"n_min": 10, "n_max": 1e5, "n_points": 5, "trials": 200, "bootstrap": 200}
+    """Same problem, fewer trials and n: under 30 s on 2 cores, three n >= 1000 kept."""
+    POSITIVE = ("n_prompts", "n_responses", "dim", "resolution", "radius", "reward_stride", "gamma", "dpo_beta",
+                "rlhf_beta", "window_min", "window_max")
 
-    def validate(self) -> None:
-        unknown = set(self.estimators) - set(ESTIMATORS)
-        if unknown:
-            raise ValueError(f"estimators: unknown {sorted(unknown)}; choose from {ESTIMATORS}")
-        if not 0 < self.delta < 1:
-            raise ValueError(f"delta: must be in (0, 1), got {self.delta}")
-        if self.n_min < 1 or self.n_max < self.n_min or self.n_points < 1 or self.trials < 1:
-            raise ValueError("n_min, n_max, n_points, trials: need 1 <= n_min <= n_max, n_points >= 1, trials >= 1")
+    def check(self) -> None:
+        common.check_names("estimators", self.estimators, ESTIMATORS)
+        if self.window_min > self.window_max:
+            raise ValueError(f"window_min: must be <= window_max={self.window_max}, got {self.window_min}")
 
 
 def make_problem(cfg: Config) -> fp.ToyProblem:
@@ -119,18 +102,9 @@ def make_problem(cfg: Config) -> fp.ToyProblem:
 
 def run_estimators(prob: fp.ToyProblem, data: fp.PreferenceData, cfg: Config) -> dict[str, np.ndarray]:
     """Chosen policy index per trial for every estimator; one reward model (eq. 9) shared by those that need it."""
-    est = fp.estimators
-    eta = cfg.rebel_eta if cfg.rebel_eta > 0 else 1.0 / cfg.gamma
-    reward = est.fit_reward(prob, data) if set(cfg.estimators) & {"distill", "reverse_kl", "rlhf", "rebel"} else None
-    run = {
-        "pmle": lambda: est.pmle(prob, data),
-        "distill": lambda: est.distill(prob, data, reward),
-        "reverse_kl": lambda: est.reverse_kl(prob, data, reward),
-        "dpo": lambda: est.dpo(prob, data, cfg.dpo_beta),
-        "rlhf": lambda: est.rlhf(prob, data, reward, cfg.rlhf_beta),
-        "rebel": lambda: est.rebel(prob, data, reward, eta),
-    }
-    return {name: run[name]() for name in cfg.estimators}
+    params = {"dpo": {"beta": cfg.dpo_beta}, "rlhf": {"beta": cfg.rlhf_beta},
+              "rebel": {"eta": cfg.rebel_eta if cfg.rebel_eta > 0 else 1.0 / cfg.gamma}}
+    return common.fit_estimators(prob, data, cfg.estimators, params)
 
 
 def theory_bounds(prob: fp.ToyProblem, n: np.ndarray, delta: float) -> dict[str, dict[str, np.ndarray]]:
@@ -151,13 +125,13 @@ def sweep(prob: fp.ToyProblem, cfg: Config) -> tuple[pd.DataFrame, dict[str, np.
     """Run the sweep; returns the per-(estimator, n) table and the raw errors ``(n_points, trials)``."""
     ns = common.log_grid(cfg.n_min, cfg.n_max, cfg.n_points)
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(ns))
-    fwd, rev = prob.forward_kl_table(), prob.reverse_kl_table()
+    tables = {name: registry.get(name).error_table(prob) for name in cfg.estimators}
     errors = {name: np.empty((len(ns), cfg.trials)) for name in cfg.estimators}
     correct = {name: np.empty(len(ns)) for name in cfg.estimators}
     for i, n in enumerate(tqdm(ns, desc="KL vs n", unit="n")):
         data = prob.sample(int(n), cfg.trials, seed=np.random.default_rng(seeds[i]))
         for name, idx in run_estimators(prob, data, cfg).items():
-            errors[name][i] = (rev if name == "reverse_kl" else fwd)[idx]
+            errors[name][i] = tables[name][idx]
             correct[name][i] = np.mean(idx == prob.star)
     bound = theory_bounds(prob, ns.astype(np.float64), cfg.delta)
     ci_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(len(ns) + 1)[-1])
@@ -168,7 +142,7 @@ def sweep(prob: fp.ToyProblem, cfg: Config) -> tuple[pd.DataFrame, dict[str, np.
             lo, hi = common.bootstrap_mean_ci(e, ci_rng, resamples=cfg.bootstrap)
             b = bound.get(name)
             rows.append({
-                "estimator": name, "divergence": "reverse" if name == "reverse_kl" else "forward",
+                "estimator": name, "divergence": registry.get(name).divergence,
                 "n": int(n), "trials": cfg.trials, "mean_kl": e.mean(), "ci_low": lo, "ci_high": hi,
                 "quantile": np.quantile(e, 1 - cfg.delta), "bound": b["paper"][i] if b else np.nan,
                 "bound_corrected": b["corrected"][i] if b else np.nan, "p_correct": correct[name][i],
@@ -197,32 +171,29 @@ def summarize(prob: fp.ToyProblem, cfg: Config, table: pd.DataFrame, errors: dic
             "bound_failures": int((t["quantile"] > t.bound).sum()) if t.bound.notna().any() else None,
             "bound_constant": float((t.bound * t.n).iloc[0]) if t.bound.notna().any() else None,
             "bound_corrected_constant": float((t.bound_corrected * t.n).iloc[0]) if t.bound.notna().any() else None,
-            "asymptotic_constant": asym if name in ("pmle", "reverse_kl", "distill") else None,
+            "asymptotic_constant": asym if registry.get(name).learns_pi_star else None,
         }
         out["estimators"][name] = entry
     return out
 
 
-def plot(table: pd.DataFrame, summary: dict, cfg: Config):
+def plot(outcome: _runner.Outcome, cfg: Config):
     """Three panels: E[KL] vs n with CI bands and bounds; n E[KL] vs n with constants; P(pi_hat = pi*)."""
+    table, summary = outcome.table, outcome.summary
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), constrained_layout=True)
     ax_kl, ax_nkl, ax_p = axes
     for name in cfg.estimators:
         t = table[table.estimator == name]
-        label, color, marker = STYLE[name]
-        pos = t.mean_kl > 0
-        ax_kl.plot(t.n[pos], t.mean_kl[pos], marker=marker, color=color, label=label, ms=4)
-        ax_kl.fill_between(t.n[pos], t.ci_low[pos].clip(lower=1e-300), t.ci_high[pos], color=color, alpha=0.2)
-        ax_nkl.plot(t.n[pos], (t.n * t.mean_kl)[pos], marker=marker, color=color, label=label, ms=4)
-        ax_nkl.fill_between(t.n[pos], (t.n * t.ci_low)[pos].clip(lower=1e-300), (t.n * t.ci_high)[pos],
-                            color=color, alpha=0.2)
-        ax_p.plot(t.n, t.p_correct, marker=marker, color=color, label=label, ms=4)
+        line = style.line(name)
+        style.mean_with_band(ax_kl, t.n, t.mean_kl, t.ci_low, t.ci_high, **line)
+        style.mean_with_band(ax_nkl, t.n, t.n * t.mean_kl, t.n * t.ci_low, t.n * t.ci_high, **line)
+        ax_p.plot(t.n, t.p_correct, ms=4, **line)
         if t.bound.notna().any():
-            ax_nkl.axhline(summary["estimators"][name]["bound_corrected_constant"], ls="--", color=color, lw=1)
+            ax_nkl.axhline(summary["estimators"][name]["bound_corrected_constant"], ls="--", color=line["color"], lw=1)
     positive = table.mean_kl[table.mean_kl > 0]
     ax_kl.set_ylim(positive.min() / 5, positive.max() * 5)
     n_max = table.n.max()
-    slack = [f"{STYLE[k][0].split(' (')[0]}: {v['bound_corrected_constant'] / n_max:.1e}"
+    slack = [f"{style.short_label(k)}: {v['bound_corrected_constant'] / n_max:.1e}"
              for k, v in summary["estimators"].items() if v["bound_corrected_constant"] is not None]
     if slack:
         ax_kl.text(0.02, 0.02, f"corrected bounds at n={n_max:.0e} (off scale):\n" + "\n".join(slack),
@@ -244,26 +215,18 @@ def plot(table: pd.DataFrame, summary: dict, cfg: Config):
     ax_nkl.set_title(f"n E[KL] (grey: slope window; dashed: corrected\nThm 4/6/7 bound constants, delta={cfg.delta:g})")
     ax_p.set(xscale="log", xlabel="n (preference pairs)", ylabel=r"P($\hat\pi = \pi^*$)", ylim=(-0.02, 1.02),
              title="Exact recovery frequency")
-    ax_p.grid(True, alpha=0.3)
     ax_nkl.legend(fontsize=8, loc="best")
     d = summary["problem"]
-    fig.suptitle(f"|Pi|={d['n_policies']}, |R|={d['n_rewards']}, X={d['n_prompts']}, A={d['n_responses']}, "
-                 f"gamma={d['gamma']}, R={d['R']:.3g}, C_Pi={d['C_pi']:.3g}, C_R={d.get('C_r', float('nan')):.3g}, "
-                 f"trials={cfg.trials}, seed={cfg.seed}", fontsize=10)
-    return fig
+    return style.finish(fig, f"|Pi|={d['n_policies']}, |R|={d['n_rewards']}, X={d['n_prompts']}, A={d['n_responses']}, "
+                             f"gamma={d['gamma']}, R={d['R']:.3g}, C_Pi={d['C_pi']:.3g}, C_R={d.get('C_r', float('nan')):.3g}, "
+                             f"trials={cfg.trials}, seed={cfg.seed}", legends=False)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = common.parse_config(Config, argv, description=__doc__.split("\n\n")[0])
-    prob = make_problem(cfg)
-    table, errors = sweep(prob, cfg)
-    summary = summarize(prob, cfg, table, errors)
-    fig = plot(table, summary, cfg)
-    paths = common.write_outputs(cfg.out, "kl_vs_n", cfg, table, summary, fig,
-                                 extra={"problem": prob.describe()})
-    plt.close(fig)
-    print(f"problem: {prob}  R={prob.boundedness():.3f}  C_Pi={prob.coverage():.3f}  "
-          f"asymptotic n*E[KL] (PMLE) = {summary['asymptotic_constant']:.4g}")
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
+    """One line for the problem, one per estimator: slope, plateau, final error, bound verdict."""
+    prob, summary = outcome.data["problem"], outcome.summary
+    lines = [f"problem: {prob}  R={prob.boundedness():.3f}  C_Pi={prob.coverage():.3f}  "
+             f"asymptotic n*E[KL] (PMLE) = {summary['asymptotic_constant']:.4g}"]
     for name, e in summary["estimators"].items():
         s = e["slope"]
         slope = (f"{s['slope']:+.3f} [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]" if s["slope"] is not None
@@ -271,10 +234,20 @@ def main(argv: list[str] | None = None) -> dict:
         verdict = ""
         if e["bound_failures"] is not None:
             verdict = "bound holds at every n" if e["bound_failures"] == 0 else f"BOUND FAILS at {e['bound_failures']} n"
-        print(f"  {name:11s} slope {slope}; plateau n*E[KL] = {e['plateau_n_kl']}; final E[KL] = "
-              f"{e['final_mean_kl']:.3g}, P(correct) = {e['final_p_correct']:.2f}. {verdict}")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return summary
+        lines.append(f"  {name:11s} slope {slope}; plateau n*E[KL] = {e['plateau_n_kl']}; final E[KL] = "
+                     f"{e['final_mean_kl']:.3g}, P(correct) = {e['final_p_correct']:.2f}. {verdict}")
+    return lines
+
+
+def run(cfg: Config) -> _runner.Outcome:
+    """Build the problem, sweep n, summarize."""
+    prob = make_problem(cfg)
+    table, errors = sweep(prob, cfg)
+    summary = summarize(prob, cfg, table, errors)
+    return _runner.Outcome(table, summary, extra={"problem": prob.describe()}, data={"problem": prob})
+
+
+main = _runner.entry(Config, __doc__, run=run, plot=plot, verdicts=verdicts)
 
 
 if __name__ == "__main__":

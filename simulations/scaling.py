@@ -29,7 +29,6 @@ Outputs in ``--out``: ``scaling.csv``, ``summary.json``, ``config.json``, ``scal
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib
 
@@ -41,7 +40,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import finitepref as fp  # noqa: E402
 from finitepref.asymptotics import preference_fisher, sandwich_constant  # noqa: E402
-from simulations import common  # noqa: E402
+from simulations import _runner, common, style  # noqa: E402
 from simulations._families import centered_net, tempered_mu  # noqa: E402
 
 NAME = "scaling"
@@ -49,11 +48,10 @@ SWEEPS = ("gamma", "coverage", "size")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_runner.ScriptConfig):
     """Configuration of the scaling sweeps. Every field is a command-line flag (``--field-name``).
 
     seed: master seed; every (sweep, setting, n) gets an independent stream via SeedSequence.spawn
-    out: output folder
     n_prompts: number of prompts X
     n_responses: number of responses A
     dim: dimension d of theta
@@ -69,8 +67,6 @@ class Config:
     bootstrap: resamples of trials for the exponent CIs
     """
 
-    seed: int = 0
-    out: Path = Path(f"results/{NAME}")
     n_prompts: int = 4
     n_responses: int = 5
     dim: int = 2
@@ -85,19 +81,19 @@ class Config:
     delta: float = 0.05
     bootstrap: int = 500
 
-    @classmethod
-    def quick(cls) -> Config:
-        """Three values per sweep, two n per setting, coarser nets, 200 trials: under 30 s on 2 cores."""
-        return cls(gammas=(0.25, 1.0, 2.0), taus=(0.0, 3.0, 6.0), resolution=0.02, resolutions=(0.16, 0.04, 0.02),
-                   spreads=(0.15, 0.1), trials=200, bootstrap=200, out=Path(f"results/{NAME}_quick"))
+    NAME = NAME
+    QUICK = {"gammas": (0.25, 1.0, 2.0), "taus": (0.0, 3.0, 6.0), "resolution": 0.02,
+             "resolutions": (0.16, 0.04, 0.02), "spreads": (0.15, 0.1), "trials": 200, "bootstrap": 200}
+    """Three values per sweep, two n per setting, coarser nets, 200 trials: under 30 s on 2 cores."""
+    POSITIVE = ("n_prompts", "n_responses", "dim", "gamma", "gammas", "resolution", "resolutions", "radius", "spreads")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if min(len(self.gammas), len(self.taus), len(self.resolutions)) < 2:
             raise ValueError("gammas, taus, resolutions: need at least two values each to fit an exponent")
-        if not 0 < self.delta < 1:
-            raise ValueError(f"delta: must be in (0, 1), got {self.delta}")
         if self.trials < 2 or not self.spreads:
-            raise ValueError("trials >= 2 and at least one spread needed")
+            raise ValueError(f"trials, spreads: need trials >= 2 and a spread, got {self.trials}, {self.spreads}")
+        if any(t < 0 for t in self.taus):
+            raise ValueError(f"taus: must be >= 0, got {self.taus}")
 
 
 def settings(cfg: Config):
@@ -206,7 +202,9 @@ def summarize(cfg: Config, table: pd.DataFrame, errors: list[np.ndarray]) -> dic
     return out
 
 
-def plot(table: pd.DataFrame, summary: dict, cfg: Config):
+def plot(outcome: _runner.Outcome, cfg: Config):
+    """One panel per sweep (n E[KL] against its regressor, with the bound's and the classical exponents), and the collapse."""
+    table, summary = outcome.table, outcome.summary
     fig, axes = plt.subplots(1, 4, figsize=(21, 5), constrained_layout=True)
     xlabels = {"gamma": r"$\gamma$", "coverage": r"$C_\Pi$ (varying $\mu$)", "size": r"$\ln(|\Pi|/\delta)$"}
     for ax, name in zip(axes[:3], SWEEPS, strict=True):
@@ -235,43 +233,40 @@ def plot(table: pd.DataFrame, summary: dict, cfg: Config):
     c = summary["collapse"]
     ax.set(xscale="log", yscale="log", xlabel=r"$C_\Pi\ln(|\Pi|/\delta)/(\gamma^2 n)$", ylabel="E[KL] (exact)",
            title=f"Collapse: E[KL]/shape in [{c['ratio_min']:.2g}, {c['ratio_max']:.2g}]")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.suptitle(f"PMLE on centred log-linear nets (X={cfg.n_prompts}, A={cfg.n_responses}, d={cfg.dim}, "
-                 f"radius={cfg.radius}); trials={cfg.trials}, seed={cfg.seed}; bars: 95% bootstrap CI", fontsize=10)
-    return fig
+    return style.finish(fig, f"PMLE on centred log-linear nets (X={cfg.n_prompts}, A={cfg.n_responses}, d={cfg.dim}, "
+                             f"radius={cfg.radius}); trials={cfg.trials}, seed={cfg.seed}; bars: 95% bootstrap CI")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    cfg = common.parse_config(Config, argv, description=__doc__.split("\n\n")[0])
-    table, errors = sweep(cfg)
-    summary = summarize(cfg, table, errors)
-    fig = plot(table, summary, cfg)
-    paths = common.write_outputs(cfg.out, NAME, cfg, table, summary, fig)
-    plt.close(fig)
-    for name, s in summary["sweeps"].items():
-        f = s["fitted_exponent"]
-        within = f["ci_low"] <= s["bound_exponent"] <= f["ci_high"]
-        if name == "gamma":  # two claims: the bound's gamma^-2 and the classical (sandwich) exponent
-            asym_e = s["asymptotic_exponent"]
-            ok = within
-            claim = (f"n E[KL] ~ gamma^-2; vs the sandwich constants' exponent {asym_e:+.3f}: "
-                     f"{'AGREES' if f['ci_low'] <= asym_e <= f['ci_high'] else 'DISAGREES'}")
-        else:  # the bound is an upper bound: growth at most linear
-            ok = f["ci_low"] <= s["bound_exponent"]
-            claim = f"n E[KL] grows at most linearly in {s['regressor']}"
-        asym = s["asymptotic_exponent"]
-        print(f"  {name:9s} exponent {f['exponent']:+.3f} [{f['ci_low']:+.3f}, {f['ci_high']:+.3f}] "
-              f"(bound: {s['bound_exponent']:+g}; sandwich constants: "
-              f"{asym if asym is None else format(asym, '+.3f')}); plateau/asymptotic "
-              f"{np.round(s['ratio_plateau_over_asymptotic'], 3).tolist()}. "
-              f"{'AGREES' if ok else 'DISAGREES'} with '{claim}'")
-    c = summary["collapse"]
-    print(f"  collapse: E[KL] / (C_Pi ln(|Pi|/delta)/(gamma^2 n)) in [{c['ratio_min']:.3g}, {c['ratio_max']:.3g}], "
-          f"log-log slope {c['loglog_slope']:.3f}. {'AGREES' if c['ratio_max'] < 1 else 'DISAGREES'} "
-          "with 'E[KL] <= shape up to a constant' (ratio < 1: the shape alone bounds every run)")
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return summary
+def sweep_verdict(name: str, s: dict) -> str:
+    """One sweep's fitted exponent against the bound's (and, for gamma, the sandwich constants') exponent."""
+    f = s["fitted_exponent"]
+    if name == "gamma":  # two claims: the bound's gamma^-2 and the classical (sandwich) exponent
+        asym_e = s["asymptotic_exponent"]
+        ok = f["ci_low"] <= s["bound_exponent"] <= f["ci_high"]
+        claim = (f"n E[KL] ~ gamma^-2; vs the sandwich constants' exponent {asym_e:+.3f}: "
+                 f"{'AGREES' if f['ci_low'] <= asym_e <= f['ci_high'] else 'DISAGREES'}")
+    else:  # the bound is an upper bound: growth at most linear
+        ok = f["ci_low"] <= s["bound_exponent"]
+        claim = f"n E[KL] grows at most linearly in {s['regressor']}"
+    asym = s["asymptotic_exponent"]
+    return (f"  {name:9s} exponent {f['exponent']:+.3f} [{f['ci_low']:+.3f}, {f['ci_high']:+.3f}] "
+            f"(bound: {s['bound_exponent']:+g}; sandwich constants: "
+            f"{asym if asym is None else format(asym, '+.3f')}); plateau/asymptotic "
+            f"{np.round(s['ratio_plateau_over_asymptotic'], 3).tolist()}. "
+            f"{'AGREES' if ok else 'DISAGREES'} with '{claim}'")
+
+
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
+    """One line per sweep (exponent against the bound's and the sandwich constants') and one for the collapse."""
+    c = outcome.summary["collapse"]
+    return [*(sweep_verdict(name, s) for name, s in outcome.summary["sweeps"].items()),
+            f"  collapse: E[KL] / (C_Pi ln(|Pi|/delta)/(gamma^2 n)) in [{c['ratio_min']:.3g}, {c['ratio_max']:.3g}], "
+            f"log-log slope {c['loglog_slope']:.3f}. {'AGREES' if c['ratio_max'] < 1 else 'DISAGREES'} "
+            "with 'E[KL] <= shape up to a constant' (ratio < 1: the shape alone bounds every run)"]
+
+
+main = _runner.entry(Config, __doc__, run=_runner.sweep_then_summarize(sweep, summarize), plot=plot,
+                     verdicts=verdicts)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulations import asymptotics, bound_check, coverage_gap, degeneracy, finite_vs_net, scaling
+from simulations import asymptotics, bound_check
 
 pytestmark = pytest.mark.slow
 
 
-def _run(module, name: str, tmp_path: Path, required: list[str]) -> tuple[dict, pd.DataFrame, Path]:
-    out = tmp_path / name
-    summary = module.main(["--quick", "--out", str(out)])
+def _run(quick_run, name: str, required: list[str]) -> tuple[dict, pd.DataFrame, Path]:
+    summary, out = quick_run(name)
     for f in (f"{name}.csv", "summary.json", "config.json", f"{name}.png", f"{name}.pdf"):
         assert (out / f).is_file(), f
     table = pd.read_csv(out / f"{name}.csv")
@@ -35,11 +34,11 @@ def _run(module, name: str, tmp_path: Path, required: list[str]) -> tuple[dict, 
     return summary, table, out
 
 
-def test_bound_check(tmp_path):
+def test_bound_check(quick_run):
     required = ["problem", "statement", "estimator", "n", "trials", "delta", "mean_error", "quantile", "bound",
                 "bound_corrected", "failures", "failure_freq", "cp_upper", "failures_corrected", "cp_upper_corrected",
                 "slack", "slack_corrected"]
-    summary, table, _ = _run(bound_check, "bound_check", tmp_path, required)
+    summary, table, _ = _run(quick_run, "bound_check", required)
     assert set(table.statement) == set(bound_check.STATEMENTS)
     # Proposition 12 carries no exponential constant: it must hold, with a finite and moderate slack
     p12 = table[table.statement == "prop12"]
@@ -50,10 +49,10 @@ def test_bound_check(tmp_path):
     assert (table.bound_corrected >= table.bound * (1 - 1e-12)).all()
 
 
-def test_scaling(tmp_path):
+def test_scaling(quick_run):
     required = ["sweep", "value", "gamma", "C_pi", "n_policies", "n", "trials", "mean_kl", "ci_low", "ci_high",
                 "n_kl", "asymptotic_constant", "bound_shape"]
-    summary, table, _ = _run(scaling, "scaling", tmp_path, required)
+    summary, table, _ = _run(quick_run, "scaling", required)
     g = summary["sweeps"]["gamma"]["fitted_exponent"]
     # n E[KL] falls steeply with gamma (gamma^-2 for small gamma): the exponent is clearly negative, near -2
     assert -2.5 < g["exponent"] < -1.3
@@ -62,10 +61,10 @@ def test_scaling(tmp_path):
     assert max(c) > 1.5 * min(c)
 
 
-def test_finite_vs_net(tmp_path):
+def test_finite_vs_net(quick_run):
     required = ["regime", "n", "trials", "mean_kl", "p_correct", "n_wrong", "p_wrong_ci_low", "p_wrong_ci_high",
                 "n_kl"]
-    summary, table, _ = _run(finite_vs_net, "finite_vs_net", tmp_path, required)
+    summary, table, _ = _run(quick_run, "finite_vs_net", required)
     fin = table[table.regime == "finite_gap"]
     # the gapped class is recovered exactly at the largest n: P(correct) = 1 and E[KL] = 0
     assert fin.p_correct.iloc[-1] == 1.0 and fin.mean_kl.iloc[-1] == 0.0
@@ -77,9 +76,9 @@ def test_finite_vs_net(tmp_path):
     assert s is not None and -1.3 < s < -0.7
 
 
-def test_coverage_gap(tmp_path):
+def test_coverage_gap(quick_run):
     required = ["estimator", "divergence", "n", "trials", "mean_kl", "ci_low", "ci_high", "n_kl", "p_correct"]
-    summary, table, _ = _run(coverage_gap, "coverage_gap", tmp_path, required)
+    summary, table, _ = _run(quick_run, "coverage_gap", required)
     d = summary["problem"]
     assert d["C_pi"] > 5 * d["C_r"]  # the instance has the intended coverage gap
     fwd = table[table.divergence == "forward"].pivot(index="n", columns="estimator", values="mean_kl")
@@ -88,10 +87,10 @@ def test_coverage_gap(tmp_path):
     assert (fwd.reverse_kl < 0.5 * fwd.pmle).any()
 
 
-def test_degeneracy(tmp_path):
+def test_degeneracy(quick_run):
     required = ["sweep", "estimator", "n", "beta", "trials", "mean_entropy", "ci_low", "ci_high", "mean_max_prob",
                 "entropy_star"]
-    summary, table, out = _run(degeneracy, "degeneracy", tmp_path, required)
+    summary, table, out = _run(quick_run, "degeneracy", required)
     e = summary["entropy_at_smallest_beta"]
     assert e["rlhf"] < e["pmle_kl"] and e["dpo"] < e["pmle_kl"]
     assert abs(e["reverse_kl"] - summary["entropy_star"]) < 0.2
@@ -101,10 +100,10 @@ def test_degeneracy(tmp_path):
         assert check["max_abs_diff_scipy"] < 1e-5 and check["closed_le_scipy"]
 
 
-def test_asymptotics(tmp_path):
+def test_asymptotics(quick_run):
     required = ["gamma", "estimator", "n", "trials", "spread", "n_kl", "ci_low", "ci_high", "asymptotic_constant",
                 "same_as_pmle"]
-    summary, table, _ = _run(asymptotics, "asymptotics", tmp_path, required)
+    summary, table, _ = _run(quick_run, "asymptotics", required)
     for entry in summary["per_gamma"].values():
         assert 0.8 < entry["pmle"]["ratio"] < 1.2
         # with reward stride 1, distillation and reverse KL pick PMLE's policy

@@ -19,12 +19,12 @@ from finitepref.llm import oracle  # noqa: E402
 EPS = np.finfo(np.float64).eps
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """Tiny matrices: one intra-op thread in this module (the former number restored after it)."""
+    previous, _ = torch.get_num_threads(), torch.set_num_threads(1)
     yield
-    torch.set_num_threads(n)
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +145,8 @@ def test_sampled_win_rate_ci_covers_exact():
     assert hits >= 34  # 95% CI: at least 34/40 covers (binomial tail < 1e-2)
 
 
-def test_quick_run_writes_outputs(tmp_path):
-    from simulations import oracle_lm
-
-    out = tmp_path / "oracle"
-    summary = oracle_lm.main(["--quick", "--out", str(out)])
+def test_quick_run_writes_outputs(quick_run):
+    summary, out = quick_run("oracle_lm")
     for f in ("oracle_lm.csv", "table2.csv", "summary.json", "config.json", "oracle_lm.png", "oracle_lm.pdf"):
         assert (out / f).is_file(), f
     df = pd.read_csv(out / "oracle_lm.csv")

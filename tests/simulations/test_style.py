@@ -1,0 +1,51 @@
+"""The shared figure style: labels from the registry (with beta's equation derived once), one look per name."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from finitepref import registry  # noqa: E402
+from simulations import style  # noqa: E402
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_labels_come_from_the_registry(name):
+    assert style.label(name) == registry.get(name).label
+    assert style.line(name)["label"] == registry.get(name).label
+    assert style.short_label(name) == registry.get(name).label.split(" (")[0]
+
+
+def test_kl_term_gives_the_papers_next_equation():
+    assert style.label("reverse_kl", beta=0.1) == "Reverse KL (eq. 16)"
+    assert style.label("pmle", beta=0.1) == "PMLE (eq. 5)"
+    assert style.label("distill", beta=0.1).endswith("(eq. 12)")
+    assert style.label("dpo", beta=0.1) == style.label("dpo")  # no other form
+    assert style.label("reverse_kl", beta=0.0) == "Reverse KL (eq. 15)"
+
+
+def test_every_estimator_has_its_own_colour_and_marker():
+    names = registry.names()
+    assert len({style.color(n) for n in names}) == len(names)
+    assert len({style.marker(n) for n in names}) == len(names)
+    assert style.linestyle("reverse_kl") != style.linestyle("pmle")
+
+
+def test_unknown_names_get_a_fixed_fallback():
+    assert style.color("ipo") == style.color("ipo") and style.marker("ipo") == style.marker("ipo")
+    with pytest.raises(ValueError, match="unknown estimator"):
+        style.label("ipo")
+
+
+def test_finish_adds_grid_legend_title_once():
+    fig, (a, b) = plt.subplots(1, 2)
+    a.plot([1, 2], [1, 2], label="x")
+    b.plot([1, 2], [2, 1])
+    b.legend(["kept"], fontsize=5)
+    assert style.finish(fig, "title") is fig
+    assert a.get_legend() is not None and b.get_legend().get_texts()[0].get_text() == "kept"
+    assert fig._suptitle.get_text() == "title"
+    plt.close(fig)
