@@ -110,7 +110,8 @@ def dpo_batch_loss(models: Models, batch: PairBatch, settings: DpoSettings) -> t
                            "accuracy": (margin > 0).float().mean()}
 
 
-def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int, baseline: str) -> tuple[Tensor, Tensor]:
+def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int, baseline: str,
+                         old_logp: Tensor | None = None) -> tuple[Tensor, Tensor]:
     r"""Score-function surrogate of :math:`\beta\,\mathrm{KL}(\pi(x)\|\pi_0(x))` on online samples.
 
     ``logp`` (N,) are sequence log-probs (with gradient) of responses sampled from the policy,
@@ -121,6 +122,13 @@ def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int
     baseline :math:`b` independent of the sample (here: the mean penalty of the other samples of the
     same prompt, ``leave_one_out``; or 0). Returns (surrogate whose gradient is that estimate,
     detached mean KL estimate :math:`\ln\pi - \ln\pi_0`).
+
+    ``old_logp`` are the log-probs of the policy :math:`\pi_t` that drew the samples. After the
+    first update of a rollout :math:`\pi \ne \pi_t`; each term is then weighted by the exact
+    importance ratio :math:`w = \pi/\pi_t` (detached), so the gradient
+    :math:`\mathbb{E}_{\pi_t}[w(c - b)\nabla\ln\pi]` stays unbiased for
+    :math:`\nabla\beta\,\mathrm{KL}(\pi\|\pi_0)`. ``None`` means the samples come from
+    :math:`\pi` itself (:math:`w = 1`).
     """
     c = -shaped_reward(torch.zeros_like(logp), logp.detach(), ref_logp, beta, 0.0)
     if baseline == "leave_one_out" and group > 1:
@@ -129,6 +137,8 @@ def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int
         adv = (grouped - base).view(-1)
     else:
         adv = c
+    if old_logp is not None:
+        adv = adv * torch.exp(logp.detach() - old_logp)
     surrogate = (adv * logp).mean()
     kl = (logp.detach() - ref_logp).mean()
     return surrogate, kl
@@ -170,7 +180,8 @@ def distill_batch_loss(models: Models, batch: OnlinePairBatch, settings: Distill
     if settings.beta != 0:
         logp = torch.stack([logp1, logp2], dim=1).view(-1)
         ref = torch.stack([batch.ref1, batch.ref2], dim=1).view(-1)
-        sur, kl = kl_penalty_surrogate(logp, ref, settings.beta, 2, settings.kl_baseline)
+        old = torch.stack([batch.old1, batch.old2], dim=1).view(-1)
+        sur, kl = kl_penalty_surrogate(logp, ref, settings.beta, 2, settings.kl_baseline, old_logp=old)
         loss = loss + sur
         metrics["kl"] = kl
     metrics["loss"] = loss.detach()
@@ -178,11 +189,15 @@ def distill_batch_loss(models: Models, batch: OnlinePairBatch, settings: Distill
 
 
 def rebel_batch_loss(models: Models, batch: OnlinePairBatch, settings: RebelSettings) -> tuple[Tensor, dict]:
-    """Eq. (10) on KL-shaped rewards (eq. 1), anchored at the sampler's or pi_0's log-probs."""
-    r1 = shaped_reward(batch.score1, batch.old1, batch.ref1, settings.beta, 0.0)
-    r2 = shaped_reward(batch.score2, batch.old2, batch.ref2, settings.beta, 0.0)
-    sampler_anchor = settings.rebel_anchor == "sampler"
-    anchor1, anchor2 = (batch.old1, batch.old2) if sampler_anchor else (batch.ref1, batch.ref2)
+    """REBEL. ``rebel_anchor: sampler`` (Gao et al.'s code): log-ratios against pi_t regressed on the
+    KL-shaped rewards R - beta (ln pi_t - ln pi_0) (eq. 1). ``reference``: eq. (10) as printed,
+    log-ratios against pi_0 regressed on the plain scores (beta unused)."""
+    if settings.rebel_anchor == "sampler":
+        r1 = shaped_reward(batch.score1, batch.old1, batch.ref1, settings.beta, 0.0)
+        r2 = shaped_reward(batch.score2, batch.old2, batch.ref2, settings.beta, 0.0)
+        anchor1, anchor2 = batch.old1, batch.old2
+    else:
+        r1, r2, anchor1, anchor2 = batch.score1, batch.score2, batch.ref1, batch.ref2
     logp1, logp2 = online_pair_logprobs(models.policy, batch)
     loss = rebel_loss(logp1, logp2, anchor1, anchor2, r1, r2, settings.eta).mean()
     return loss, {"loss": loss.detach()}

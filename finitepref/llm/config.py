@@ -88,6 +88,10 @@ class RewardConfig:
     """Parameter dtype of the reward model."""
     trust_remote_code: bool = False
     """Passed to ``from_pretrained`` (Eurus-RM-7b needs it)."""
+    scale: float = 1.0
+    """Factor applied to the (normalised) score before the missing-EOS rule. UltraFeedback: 1/1000,
+    as Gao et al.'s code divides Eurus-RM scores by ``reward_reg = 1000`` before Gamma and the KL
+    term (REBEL ``src/ultrafeedback/rebel.py``)."""
     missing_eos_penalty: float | None = -1.0
     """Score given to responses without EOS (TL;DR: -1, Huang et al. 2024; Table 6's Gamma: -4).
     ``None`` disables the rule."""
@@ -501,7 +505,7 @@ _RULES = {
     "model.dtype": _among("float32", "bfloat16", "float16"),
     "lora.r": _at_least(1), "lora.alpha": _above(0), "lora.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "reward.kind": _among("sequence_classification", "remote_code"),
-    "reward.dtype": _among("float32", "bfloat16", "float16"),
+    "reward.dtype": _among("float32", "bfloat16", "float16"), "reward.scale": _above(0),
     "data.max_samples": _at_least(1), "data.max_prompt_length": _at_least(1),
     "data.max_response_length": _at_least(1), "data.tiny_size": _at_least(1),
     "generation.backend": _among("hf", "vllm"), "generation.max_new_tokens": _at_least(1),

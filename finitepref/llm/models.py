@@ -176,7 +176,9 @@ class RewardModel:
 
     @torch.no_grad()
     def scores(self, prompt_ids, prompt_mask, response_ids, response_mask) -> torch.Tensor:
-        r = self.raw_scores(prompt_ids, prompt_mask, response_ids, response_mask) - self.bias
+        """(raw - bias) * ``reward.scale``; then responses without EOS score ``missing_eos_penalty``
+        (in the scaled units, as in Gao et al.'s code)."""
+        r = (self.raw_scores(prompt_ids, prompt_mask, response_ids, response_mask) - self.bias) * self.cfg.scale
         pen = self.cfg.missing_eos_penalty
         if pen is not None:
             eos = self.policy_tokenizer.eos_token_id
@@ -190,15 +192,19 @@ class TokenScorer(torch.nn.Module):
     every hidden state (the reward is read at the last real token; PPO's values at every token).
     A module of its own so that DDP / FSDP wrap it and gradients synchronise."""
 
-    def __init__(self, net):
+    def __init__(self, net, bias: float = 0.0):
         super().__init__()
         self.net = net
+        # subtracted at every token (not trained, not saved): PPO's value model starts from the reward
+        # model *with* its normalisation, as ScalarModel.forward does in the reference code
+        self.register_buffer("bias", torch.tensor(float(bias)), persistent=False)
 
     def forward(self, input_ids, attention_mask, position_ids):
         h = self.net.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                 use_cache=False).last_hidden_state
         head = getattr(self.net, "score", None) or self.net.classifier
-        return head(h).squeeze(-1)
+        out = head(h).squeeze(-1)
+        return out - self.bias.to(out.dtype)  # exact when the bias is 0
 
 
 def token_scores(scorer, ids, mask, pos) -> torch.Tensor:

@@ -187,8 +187,9 @@ def build_models(cfg: Config, record: Algorithm, device) -> Models:
         models.reward_model = hub.load_reward_model(cfg.reward, tok)
         models.reward_model.model.to(device)
     if record.needs_value_head:
-        # the value model starts from the reward model, trained in the policy's dtype
-        models.critic = hub.TokenScorer(hub.load_reward_backbone(replace(cfg.reward, dtype=cfg.model.dtype))).train()
+        # the value model starts from the reward model, normalisation included, trained in the policy's dtype
+        backbone = hub.load_reward_backbone(replace(cfg.reward, dtype=cfg.model.dtype))
+        models.critic = hub.TokenScorer(backbone, bias=models.reward_model.bias).train()
     return models
 
 

@@ -111,12 +111,13 @@ class RebelSettings(OnlineLoopSettings):
     """REBEL, eq. (10), with the KL folded into the rewards."""
 
     beta: float = 0.05
-    """KL coefficient beta of the shaped reward (eq. 1, >= 0)."""
+    """KL coefficient beta of the shaped reward (eq. 1, >= 0; ``rebel_anchor: sampler`` only)."""
     eta: float = 1.0
     """REBEL's reward scale eta, eq. (10) (> 0)."""
     rebel_anchor: str = "sampler"
-    """Ratio anchor: ``sampler`` (pi_t, as in Gao et al.'s code, with the KL folded into the reward)
-    or ``reference`` (pi_0, eq. 10 as printed)."""
+    """Ratio anchor: ``sampler`` (pi_t, as in Gao et al.'s code, with the KL folded into the reward:
+    R - beta (ln pi_t - ln pi_0)) or ``reference`` (pi_0 and the plain score R: eq. 10 as printed;
+    beta unused)."""
 
     def __post_init__(self):
         super().__post_init__()
