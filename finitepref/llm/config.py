@@ -114,7 +114,7 @@ class DataConfig:
     split: str = "train"
     """Split of a hub dataset."""
     eval_split: str | None = None
-    """Split used by ``evaluate``; ``None`` means ``test``-like default of the schema."""
+    """Deprecated: use ``eval.split`` (read when ``eval.split`` is unset)."""
     max_samples: int | None = None
     """Use only the first rows (after loading)."""
     max_prompt_length: int = 512
@@ -190,7 +190,9 @@ class TrainConfig:
     """Optimisation."""
 
     seed: int = 1
-    """Seeds python, numpy, torch (each process adds its rank for sampling)."""
+    """Seeds python, numpy, torch (the same on every process). Online sampling is seeded per example by
+    (seed, iteration, position in the global batch, sample), so a run samples the same responses on
+    any number of processes."""
     lr: float = 3e-6
     """Peak learning rate (AdamW)."""
     schedule: str = "linear"
@@ -242,7 +244,22 @@ class EvalConfig:
     """Evaluation (Table 2's columns)."""
 
     num_samples: int = 600
-    """Prompts to evaluate."""
+    """Prompts to evaluate, drawn at random (seed ``eval.seed``) from the evaluation split; the rows
+    drawn are written to ``eval_samples.csv`` (Section 6.1: "600 randomly selected samples")."""
+    source: str | None = None
+    """Prompts with reference responses, the same for every algorithm: hub id or local file; ``None``
+    means the TL;DR SFT set (``tiny`` for tiny data)."""
+    schema: str | None = None
+    """Row schema of ``eval.source`` (``None`` infers it, as for ``data.schema``)."""
+    split: str | None = None
+    """Split of ``eval.source``; ``None`` means ``test`` (``eval`` for tiny data)."""
+    temperature: float = 0.01
+    """Sampling temperature of the evaluated responses, and of the log-probs of the KL column, for
+    every algorithm (the reference code evaluates at 0.01; Table 5's 0.7 / 0.01 are training
+    temperatures)."""
+    judge_prompt: str = "tldr"
+    """Judge prompt template: a file name in ``finitepref/llm/judge_prompts`` (without ``.txt``) or a
+    path; it holds ``{post}``, ``{a}`` and ``{b}`` and asks for a one-letter answer."""
     judge: str = "reward-model"
     """``reward-model`` or ``openai`` (an OpenAI-compatible chat endpoint)."""
     judge_model: str = "gpt-4"
@@ -517,6 +534,7 @@ _RULES = {
     "train.epochs": _above(0), "train.total_episodes": _at_least(1), "train.max_steps": _at_least(0),
     "train.save_every": _at_least(0), "train.keep_last": _at_least(1),
     "log.every": _at_least(1), "eval.num_samples": _at_least(1), "eval.batch_size": _at_least(1),
+    "eval.temperature": _above(0),
 }
 """``section.field -> (check, what is expected)``, applied by :func:`validate`."""
 

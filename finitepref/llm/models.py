@@ -271,11 +271,55 @@ def postprocess(response_ids: torch.Tensor, eos_id: int, pad_id: int, truncate_a
     return ids, mask
 
 
+_M64 = (1 << 64) - 1
+
+
+def example_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from integers (splitmix64 steps): the sampling stream of one example,
+    e.g. ``(train.seed, iteration, global row position, sample index)``."""
+    h = 0x9E3779B97F4A7C15
+    for part in parts:
+        h = ((h ^ (int(part) & _M64)) * 0xBF58476D1CE4E5B9) & _M64
+        h = ((h ^ (h >> 31)) * 0x94D049BB133111EB) & _M64
+        h ^= h >> 29
+    return h & ((1 << 63) - 1)
+
+
+class SeededGumbel:
+    """A logits processor that samples each row from its own generator (Gumbel-max).
+
+    Greedy decoding of ``logits / T`` (restricted by top-k / top-p) plus Gumbel noise drawn from a
+    per-row :class:`torch.Generator` is an exact sample of the tempered distribution. The noise of
+    a row depends only on its seed, so a response does not depend on which other rows share its
+    batch, or on which process samples it.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_k: int = 0, top_p: float = 1.0):
+        self.seeds, self.temperature, self.top_k, self.top_p = list(seeds), temperature, top_k, top_p
+        self.generators = None
+
+    def __call__(self, input_ids, scores):
+        from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+        if self.generators is None:
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        scores = scores.float() / self.temperature
+        if self.top_k:
+            scores = TopKLogitsWarper(self.top_k)(input_ids, scores)
+        if self.top_p < 1.0:
+            scores = TopPLogitsWarper(self.top_p)(input_ids, scores)
+        u = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators])
+        u = u.clamp(min=torch.finfo(u.dtype).tiny, max=1.0 - torch.finfo(u.dtype).eps)
+        return scores - torch.log(-torch.log(u))
+
+
 class Sampler:
     """Sample responses: ``sample(model, prompt_ids, prompt_mask) -> (response_ids, response_mask)``.
 
     With ``disable_eos`` exactly ``max_new_tokens`` tokens are sampled (EOS may be sampled but does
     not stop the sampler), then everything after the first EOS is masked (Huang et al. 2024).
+    With ``seeds`` (one per row, see :func:`example_seed`) each row is sampled from its own stream
+    (:class:`SeededGumbel`); without, from torch's global generator.
     """
 
     def __init__(self, cfg: GenerationConfig, tokenizer):
@@ -284,23 +328,27 @@ class Sampler:
         self._vllm = None
 
     @torch.no_grad()
-    def sample(self, model, prompt_ids, prompt_mask, temperature: float | None = None):
+    def sample(self, model, prompt_ids, prompt_mask, temperature: float | None = None,
+               seeds: list[int] | None = None):
         if self.cfg.backend == "vllm":
             return self._sample_vllm(model, prompt_ids, prompt_mask, temperature)
         from transformers import GenerationConfig as HFGen
 
         c = self.cfg
+        temperature = temperature or c.temperature
+        seeded = seeds is not None
         gen = HFGen(
             max_new_tokens=c.max_new_tokens, min_new_tokens=0 if c.disable_eos else c.min_new_tokens,
-            do_sample=True, temperature=temperature or c.temperature, top_k=c.top_k, top_p=c.top_p,
-            pad_token_id=self.tok.pad_token_id,
+            do_sample=not seeded, temperature=1.0 if seeded else temperature, top_k=0 if seeded else c.top_k,
+            top_p=1.0 if seeded else c.top_p, pad_token_id=self.tok.pad_token_id,
             eos_token_id=None if c.disable_eos else self.tok.eos_token_id,
         )
+        extra = {"logits_processor": [SeededGumbel(seeds, temperature, c.top_k, c.top_p)]} if seeded else {}
         target = getattr(model, "module", model)
         was_training = target.training
         target.eval()
         with _eos_not_stopping(target, c.disable_eos):
-            out = target.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen)
+            out = target.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen, **extra)
         target.train(was_training)
         resp = out[:, prompt_ids.shape[1]:]
         if resp.shape[1] < c.max_new_tokens and c.disable_eos:

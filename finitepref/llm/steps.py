@@ -19,7 +19,7 @@ import torch
 from .algorithms import gae, masked_whiten, per_token_rewards, token_values
 from .batches import Batch, OnlinePairBatch, RolloutBatch, SampleGroup
 from .logprobs import sequence_logprobs
-from .models import reference_logprobs
+from .models import example_seed, reference_logprobs
 from .registry import Loop
 from .run import Run
 
@@ -31,23 +31,32 @@ def mean_metrics(per_micro_batch: list[dict]) -> dict:
             for k in keys}
 
 
-def sample_group(run: Run, batch: Batch, group: int) -> SampleGroup:
-    """``group`` samples per prompt from the current policy, with pi_0's log-probs."""
+def sample_seeds(run: Run, positions: list[int], group: int) -> list[int]:
+    """One sampling seed per response: (train.seed, step, position in the global batch, sample)."""
+    return [example_seed(run.cfg.train.seed, run.progress.step, pos, k) for pos in positions for k in range(group)]
+
+
+def sample_group(run: Run, batch: Batch, group: int, positions: list[int] | None = None) -> SampleGroup:
+    """``group`` samples per prompt from the current policy (at the training temperature
+    ``generation.temperature``), with pi_0's log-probs at that temperature. ``positions``: the rows'
+    positions in the global batch (default: this process's, :attr:`Run.positions`)."""
     temperature = run.cfg.generation.temperature
     prompt_ids = batch.prompt_ids.repeat_interleave(group, 0)
     prompt_mask = batch.prompt_mask.repeat_interleave(group, 0)
-    response_ids, response_mask = run.models.sampler.sample(run.models.policy, prompt_ids, prompt_mask)
+    seeds = sample_seeds(run, run.positions if positions is None else positions, group)
+    response_ids, response_mask = run.models.sampler.sample(run.models.policy, prompt_ids, prompt_mask,
+                                                            temperature, seeds=seeds)
     ref = reference_logprobs(run.models.policy, run.models.reference, prompt_ids, prompt_mask, response_ids,
                              response_mask, temperature)
     return SampleGroup(prompt_ids, prompt_mask, response_ids, response_mask, ref["logp"], ref["token_logp"],
                        temperature, group)
 
 
-def _with_kl_samples(run: Run, batch: Batch) -> Batch:
+def _with_kl_samples(run: Run, batch: Batch, positions: list[int]) -> Batch:
     """Offline pairs plus policy samples when the loss has an online KL term with beta > 0 (eq. 5)."""
     group = run.record.kl_samples_per_prompt
     if group and getattr(run.settings, "beta", 0) != 0:
-        return dataclasses.replace(batch, online=sample_group(run, batch, group))
+        return dataclasses.replace(batch, online=sample_group(run, batch, group, positions))
     return batch
 
 
@@ -58,7 +67,7 @@ def offline_step(run: Run, batch: Batch) -> tuple[dict, int]:
     for j in range(run.n_micro):
         micro = batch.rows(slice(j * size, (j + 1) * size))
         with run.no_sync(j == run.n_micro - 1):
-            micro = _with_kl_samples(run, micro)
+            micro = _with_kl_samples(run, micro, run.positions[j * size:(j + 1) * size])
             loss, metrics = run.record.loss(run.models, micro, run.settings)
             run.accelerator.backward(loss / run.n_micro)
         n_tokens += micro.n_tokens()

@@ -143,3 +143,145 @@ def test_ppo_critic_starts_with_the_reward_normalisation(tmp_path, tok, make_cfg
         raw = models.reward_model.scorer(ids, mask, pos)
     torch.testing.assert_close(values, raw - 2.5)
     assert not any("bias" == n for n, _ in models.critic.named_parameters())
+
+
+# --------------------------------------------------------------------------- D1, D3, D10
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _tiny_text_files(tmp_path):
+    from finitepref.llm.tiny import tiny_rows
+
+    pref = _write_jsonl(tmp_path / "pref.jsonl", tiny_rows("tiny_preference", 16, seed=0))
+    sft = _write_jsonl(tmp_path / "sft_test.jsonl", tiny_rows("tiny_sft", 40, seed=1))
+    return pref, sft
+
+
+def test_dpo_run_is_evaluated_on_the_sft_prompts_and_reference_summaries(tmp_path, make_cfg):
+    """A preference-trained run (no reference summaries in its data) is evaluated on the SFT set."""
+    from finitepref.llm.evaluate import evaluate
+
+    pref, sft = _tiny_text_files(tmp_path)
+    cfg = make_cfg("tiny/dpo", tmp_path / "e", f"data.source={pref}", "data.schema=tldr_preference",
+                   f"eval.source={sft}", "eval.schema=tldr_sft", "eval.num_samples=12", "eval.batch_size=6")
+    s = evaluate(cfg, "tiny:gpt-neox", "tiny:gpt-neox", judge="reward-model", out_csv=str(tmp_path / "e.csv"))
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "e_samples.csv")
+    assert rows["reference_rm_score"].notna().all() and (rows["reference_response"].str.len() > 0).all()
+    assert set(rows["win"]) != {0.5}
+    assert s["eval_source"] == str(sft) and s["temperature"] == 0.01
+
+
+@pytest.mark.parametrize("algo", [name for name, r in REGISTRY.items() if not r.trains_reward_model])
+def test_every_policy_algorithm_gets_a_table2_row(algo, tmp_path, make_cfg):
+    from finitepref.llm.evaluate import evaluate
+
+    cfg = make_cfg(f"tiny/{algo}", tmp_path / "e", "eval.num_samples=6", "eval.batch_size=6")
+    s = evaluate(cfg, "tiny:gpt-neox", "tiny:gpt-neox", judge="reward-model", out_csv=str(tmp_path / "e.csv"))
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "e_samples.csv")
+    assert s["n"] == 6 and rows["reference_rm_score"].notna().all() and set(rows["win"]) != {0.5}
+    assert s["temperature"] == cfg.eval.temperature == 0.01
+
+
+def test_eval_prompts_are_a_seeded_random_sample(tmp_path, make_cfg):
+    from finitepref.llm.evaluate import eval_records
+
+    _, sft = _tiny_text_files(tmp_path)
+    picks = []
+    for seed in (0, 0, 1):
+        cfg = make_cfg("tiny/dpo", tmp_path / "e", f"eval.source={sft}", "eval.schema=tldr_sft",
+                       "eval.num_samples=10", f"eval.seed={seed}")
+        picks.append([r["row"] for r in eval_records(cfg)[0].rows])
+    assert picks[0] == picks[1] != picks[2]
+    assert picks[0] != list(range(10)) and picks[0] == sorted(picks[0]) and len(set(picks[0])) == 10
+
+
+def test_judge_prompt_is_a_template_file_and_answers_parse_strictly(tmp_path):
+    from finitepref.llm.evaluate import OpenAIJudge, load_judge_prompt, parse_verdict
+
+    text = load_judge_prompt("tldr")
+    assert all(k in text for k in ("{post}", "{a}", "{b}")) and "A or B" in text
+    assert [parse_verdict(t) for t in ("A", " B\n", "B.", "Preferred: A", "A or B", "a", "")] == \
+        ["A", "B", "B", None, None, None, None]
+    custom = tmp_path / "mine.txt"
+    custom.write_text("POST {post} FIRST {a} SECOND {b}")
+    seen = []
+
+    def transport(url, headers, body):
+        seen.append(json.loads(body)["messages"][0]["content"])
+        return {"choices": [{"message": {"content": "A"}}]}
+
+    OpenAIJudge(transport=transport, prompt=load_judge_prompt(str(custom)))(["p"], ["x"], ["y"])
+    assert seen[0].startswith("POST p FIRST")
+
+
+# --------------------------------------------------------------------------- D2
+
+
+@pytest.mark.parametrize("size", ["1.4b", "2.8b"])
+def test_table5_temperatures(size):
+    from finitepref.llm.config import load_config
+
+    for algo in ("dpo", "pmle", "distill", "rebel", "rlhf", "reverse_kl"):
+        cfg = load_config(f"tldr/pythia-{size}/{algo}")
+        assert cfg.eval.temperature == 0.01, algo  # one evaluation temperature for every row
+        if algo != "dpo":  # DPO samples nothing while training
+            assert cfg.generation.temperature == (1.0 if algo == "pmle" else 0.7), algo
+
+
+def test_pmle_kl_samples_at_the_training_temperature(tmp_path, make_cfg, monkeypatch):
+    from finitepref.llm import models
+    from finitepref.llm.train import train
+
+    seen = []
+    original = models.Sampler.sample
+
+    def spy(self, model, ids, mask, temperature=None, seeds=None):
+        seen.append(temperature)
+        return original(self, model, ids, mask, temperature, seeds)
+
+    monkeypatch.setattr(models.Sampler, "sample", spy)
+    train(make_cfg("tiny/pmle", tmp_path / "p", "generation.temperature=1.0", "train.max_steps=1"))
+    assert seen and set(seen) == {1.0}
+
+
+# --------------------------------------------------------------------------- D9
+
+
+def test_sampling_is_seeded_per_example(tok):
+    from finitepref.llm.config import GenerationConfig
+    from finitepref.llm.data import pad
+    from finitepref.llm.models import Sampler, example_seed
+
+    model = tiny_model("tiny:gpt-neox", seed=0)
+    sampler = Sampler(GenerationConfig(max_new_tokens=6, min_new_tokens=6, temperature=1.0), tok)
+    prompts = [[5, 6, 7], [8], [9, 10], [11, 12, 13, 14]]
+    seeds = [example_seed(1, 0, i) for i in range(4)]
+    ids, mask = pad(prompts, 0, "left")
+    whole = sampler.sample(model, ids, mask, seeds=seeds)[0]
+    parts = []
+    for rows in ([0, 1], [2, 3]):
+        ids, mask = pad([prompts[i] for i in rows], 0, "left")
+        parts.append(sampler.sample(model, ids, mask, seeds=[seeds[i] for i in rows])[0])
+    assert torch.equal(whole, torch.cat(parts))
+    ids, mask = pad(prompts, 0, "left")
+    other = sampler.sample(model, ids, mask, seeds=[s + 1 for s in seeds])[0]
+    assert not torch.equal(whole, other)
+
+
+def test_gumbel_sampling_has_the_tempered_law():
+    from finitepref.llm.models import SeededGumbel
+
+    logits = torch.tensor([[1.0, 0.0, -1.0, 0.5]])
+    n = 4000
+    proc = SeededGumbel(list(range(n)), temperature=0.7)
+    draws = proc(None, logits.expand(n, -1)).argmax(-1)
+    freq = torch.bincount(draws, minlength=4).double() / n
+    torch.testing.assert_close(freq, torch.softmax(logits[0].double() / 0.7, -1), atol=0.03, rtol=0)
