@@ -86,6 +86,13 @@ class RewardConfig:
     ``remote_code`` (a model whose forward returns the reward, e.g. ``openbmb/Eurus-RM-7b``)."""
     dtype: str = "float32"
     """Parameter dtype of the reward model."""
+    input_format: str = "auto"
+    """How (prompt, response) reach the reward model: ``auto`` (the policy's tokens when the
+    tokenizers match; otherwise both texts decoded and re-encoded with the reward tokenizer, EOS
+    appended) or ``eurus`` (Eurus-RM-7b's model-card form ``<s>[INST] {prompt} [/INST] {response}``:
+    the raw prompt text, BOS, no EOS, as Gao et al.'s UltraFeedback code scores it)."""
+    max_length: int = 2048
+    """Longest reward-model input with ``input_format: eurus`` (left-truncated; reference: 2048)."""
     trust_remote_code: bool = False
     """Passed to ``from_pretrained`` (Eurus-RM-7b needs it)."""
     scale: float = 1.0
@@ -522,6 +529,7 @@ _RULES = {
     "model.dtype": _among("float32", "bfloat16", "float16"),
     "lora.r": _at_least(1), "lora.alpha": _above(0), "lora.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "reward.kind": _among("sequence_classification", "remote_code"),
+    "reward.input_format": _among("auto", "eurus"), "reward.max_length": _at_least(2),
     "reward.dtype": _among("float32", "bfloat16", "float16"), "reward.scale": _above(0),
     "data.max_samples": _at_least(1), "data.max_prompt_length": _at_least(1),
     "data.max_response_length": _at_least(1), "data.tiny_size": _at_least(1),

@@ -172,8 +172,9 @@ def _sample_and_score(cfg: Config, policy, reference, rm, sampler, tok, recs, en
         r_ids, r_mask = sampler.sample(policy, prompt_ids, prompt_mask, temp, seeds=seeds)
         lp = sequence_logprobs(policy, prompt_ids, prompt_mask, r_ids, r_mask, temp)["logp"]
         lr = sequence_logprobs(reference, prompt_ids, prompt_mask, r_ids, r_mask, temp)["logp"]
-        score = rm.scores(prompt_ids, prompt_mask, r_ids, r_mask)
-        ref_score = rm.scores(prompt_ids, prompt_mask, columns["response_ids"], columns["response_mask"])
+        texts = [enc.prompt_texts[i] for i in idx]
+        score = rm.scores(prompt_ids, prompt_mask, r_ids, r_mask, texts)
+        ref_score = rm.scores(prompt_ids, prompt_mask, columns["response_ids"], columns["response_mask"], texts)
         for k, i in enumerate(idx):
             prompt = recs.rows[i]["prompt"]
             rows.append({

@@ -159,13 +159,40 @@ class RewardModel:
         rid, rm = pad(rs, rt.pad_token_id, "right")
         return pid, pm, rid, rm
 
-    def raw_scores(self, prompt_ids, prompt_mask, response_ids, response_mask) -> torch.Tensor:
+    def eurus_inputs(self, prompt_ids, prompt_mask, response_ids, response_mask, prompt_texts=None):
+        """Right-padded ``(ids, mask)`` of ``<s>[INST] {prompt} [/INST] {response}`` in the reward
+        tokenizer: BOS, no EOS (Eurus-RM-7b's model card; Gao et al. append no EOS either). The
+        prompt is the raw text (``prompt_texts``) or, without it, the policy prompt decoded without
+        special tokens; the response is decoded without special tokens (EOS and pad dropped)."""
+        from .data import pad
+
+        pt, rt = self.policy_tokenizer, self.tokenizer
+        seqs = []
+        for i in range(response_ids.shape[0]):
+            prompt = (prompt_texts[i] if prompt_texts is not None
+                      else pt.decode(prompt_ids[i][prompt_mask[i].bool()], skip_special_tokens=True))
+            response = pt.decode(response_ids[i][response_mask[i].bool()], skip_special_tokens=True)
+            ids = rt(f"[INST] {prompt.strip()} [/INST] {response.strip()}", add_special_tokens=False)["input_ids"]
+            bos = [rt.bos_token_id] if rt.bos_token_id is not None else []
+            seqs.append(bos + list(ids)[-(self.cfg.max_length - len(bos)):])
+        return pad(seqs, rt.pad_token_id if rt.pad_token_id is not None else 0, "right")
+
+    def raw_scores(self, prompt_ids, prompt_mask, response_ids, response_mask, prompt_texts=None) -> torch.Tensor:
+        dev = next((self.scorer or self.model).parameters()).device
+        if self.cfg.input_format == "eurus":
+            ids, mask = (t.to(dev) for t in self.eurus_inputs(prompt_ids, prompt_mask, response_ids, response_mask,
+                                                               prompt_texts))
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            return self._read(ids, mask, pos)
         if not self.same_tokenizer:
             prompt_ids, prompt_mask, response_ids, response_mask = self._retokenize(
                 prompt_ids, prompt_mask, response_ids, response_mask)
-        dev = next((self.scorer or self.model).parameters()).device
         ids, mask, pos, _, _ = concat(prompt_ids.to(dev), prompt_mask.to(dev), response_ids.to(dev),
                                       response_mask.to(dev))
+        return self._read(ids, mask, pos)
+
+    def _read(self, ids, mask, pos) -> torch.Tensor:
+        """The reward at the last attended position of each row."""
         if self.cfg.kind == "remote_code":
             out = self.model(input_ids=ids, attention_mask=mask)
             out = out if torch.is_tensor(out) else getattr(out, "logits", out[0])
@@ -175,10 +202,12 @@ class RewardModel:
         return per_token.gather(-1, last.unsqueeze(-1)).squeeze(-1).float()
 
     @torch.no_grad()
-    def scores(self, prompt_ids, prompt_mask, response_ids, response_mask) -> torch.Tensor:
+    def scores(self, prompt_ids, prompt_mask, response_ids, response_mask, prompt_texts=None) -> torch.Tensor:
         """(raw - bias) * ``reward.scale``; then responses without EOS score ``missing_eos_penalty``
-        (in the scaled units, as in Gao et al.'s code)."""
-        r = (self.raw_scores(prompt_ids, prompt_mask, response_ids, response_mask) - self.bias) * self.cfg.scale
+        (in the scaled units, as in Gao et al.'s code). ``prompt_texts``: the raw prompts, used by
+        ``reward.input_format: eurus``."""
+        raw = self.raw_scores(prompt_ids, prompt_mask, response_ids, response_mask, prompt_texts)
+        r = (raw - self.bias) * self.cfg.scale
         pen = self.cfg.missing_eos_penalty
         if pen is not None:
             eos = self.policy_tokenizer.eos_token_id

@@ -90,6 +90,8 @@ class Run:
     """Global batches (offline) or rollouts (online) of the whole run."""
     total_updates: int
     """Optimiser updates of the whole run (the schedule's length)."""
+    rows: list = None
+    """Dataset rows of this process in the current iteration (set by the loop)."""
     positions: list = None
     """Positions in the global batch of this process's rows in the current iteration (set by the
     loop): with the seed and the step, they seed each example's sampling

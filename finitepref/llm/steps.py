@@ -113,8 +113,9 @@ def _rollout_metrics(scores, old, samples: SampleGroup) -> dict:
 @torch.no_grad()
 def _score_samples(run: Run, samples: SampleGroup) -> tuple[torch.Tensor, dict]:
     """Reward-model scores and the sampler's (pi_t's) log-probs of ``samples``."""
+    texts = [run.data.prompt_texts[r] for r in run.rows for _ in range(samples.group)] if run.rows else None
     scores = run.models.reward_model.scores(samples.prompt_ids, samples.prompt_mask, samples.response_ids,
-                                            samples.response_mask).to(run.device)
+                                            samples.response_mask, texts).to(run.device)
     old = sequence_logprobs(run.models.policy, samples.prompt_ids, samples.prompt_mask, samples.response_ids,
                             samples.response_mask, samples.temperature, with_entropy=True)
     return scores, old

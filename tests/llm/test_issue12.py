@@ -285,3 +285,63 @@ def test_gumbel_sampling_has_the_tempered_law():
     draws = proc(None, logits.expand(n, -1)).argmax(-1)
     freq = torch.bincount(draws, minlength=4).double() / n
     torch.testing.assert_close(freq, torch.softmax(logits[0].double() / 0.7, -1), atol=0.03, rtol=0)
+
+
+# --------------------------------------------------------------------------- D5
+
+
+def _mistral_like_tokenizer():
+    """A word-level tokenizer with Mistral's special tokens (<s> BOS, </s> EOS, <unk>), built in code."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from finitepref.llm.tiny import WORDS
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "[INST]": 3, "[/INST]": 4}
+    for w in WORDS:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    fast.pad_token = fast.unk_token
+    return fast
+
+
+def test_eurus_input_format(tok):
+    from finitepref.llm.config import RewardConfig
+    from finitepref.llm.data import pad
+    from finitepref.llm.models import RewardModel
+
+    rt = _mistral_like_tokenizer()
+    cfg = RewardConfig(model="tiny:llama", kind="remote_code", input_format="eurus")
+    rm = RewardModel(tiny_model("tiny:llama", "seq_cls", seed=0, vocab_size=len(rt)), rt, cfg, tok)
+    p_ids, p_mask = pad([tok("the cat sat")["input_ids"]], 0, "left")
+    r_ids, r_mask = pad([tok("a dog ran")["input_ids"] + [tok.eos_token_id]], 0, "right")
+    ids, mask = rm.eurus_inputs(p_ids, p_mask, r_ids, r_mask, ["the cat sat on my mat"])
+    real = ids[0][mask[0].bool()].tolist()
+    assert real[0] == rt.bos_token_id and rt.eos_token_id not in real
+    assert rt.decode(real[1:]) == "[INST] the cat sat on my mat [/INST] a dog ran"
+    ids, mask = rm.eurus_inputs(p_ids, p_mask, r_ids, r_mask)  # no raw text: the decoded policy prompt
+    assert rt.decode(ids[0][mask[0].bool()].tolist()[1:]) == "[INST] the cat sat [/INST] a dog ran"
+
+
+def test_ultrafeedback_configs_use_the_eurus_format():
+    from finitepref.llm.config import load_config
+
+    assert load_config("ultrafeedback/llama-3-8b/distill").reward.input_format == "eurus"
+
+
+def test_eurus_format_scores_at_the_last_attended_token(tok):
+    from finitepref.llm.config import RewardConfig
+    from finitepref.llm.data import pad
+    from finitepref.llm.models import RewardModel
+
+    rt = _mistral_like_tokenizer()
+    cfg = RewardConfig(model="tiny:llama", input_format="eurus", missing_eos_penalty=None)
+    rm = RewardModel(tiny_model("tiny:llama", "seq_cls", seed=0, vocab_size=len(rt)), rt, cfg, tok)
+    p_ids, p_mask = pad([tok("the cat")["input_ids"], tok("a dog sat on the mat")["input_ids"]], 0, "left")
+    r_ids, r_mask = pad([tok("big red dog")["input_ids"], tok("it")["input_ids"]], 0, "right")
+    both = rm.scores(p_ids, p_mask, r_ids, r_mask)
+    one = rm.scores(p_ids[1:], p_mask[1:], r_ids[1:], r_mask[1:])
+    torch.testing.assert_close(both[1:], one, rtol=1e-5, atol=1e-6)  # padding does not move the readout
