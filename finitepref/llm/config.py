@@ -49,6 +49,10 @@ class ModelConfig:
     """Passed to ``from_pretrained``."""
     attn_implementation: str | None = None
     """e.g. ``flash_attention_2``; ``None`` lets transformers choose."""
+    unfrozen_layers: int | None = None
+    """Train only the top N decoder blocks (with the final norm and the output layer); embeddings
+    and the lower blocks are frozen and shared with the reference pi_0, which copies only the
+    trained modules (Gao et al.'s LLaMA-3 runs: 4). ``None`` trains every weight."""
     family: str | None = None
     """Hub id of the architecture (e.g. ``EleutherAI/pythia-1.4b-deduped``), used by ``--dry-run``'s
     memory estimate when ``name`` is a local directory that does not exist yet."""
@@ -69,7 +73,9 @@ class LoraConfig:
     bias: str = "none"
     """Which biases to train: ``none``, ``all`` or ``lora_only``."""
     target_modules: list[str] | None = None
-    """Module names to adapt; ``None`` means all linear layers (peft's ``all-linear``)."""
+    """Module names to adapt; ``None`` or ``[all-linear]`` means every linear layer of the blocks
+    (peft's ``all-linear``). The Table 5 configs use ``[query_key_value]``, peft's default for
+    GPT-NeoX, which Gao et al.'s TL;DR code (REBEL) leaves in place."""
 
 
 @dataclass
@@ -526,7 +532,7 @@ def _among(*choices):
 
 
 _RULES = {
-    "model.dtype": _among("float32", "bfloat16", "float16"),
+    "model.dtype": _among("float32", "bfloat16", "float16"), "model.unfrozen_layers": _at_least(1),
     "lora.r": _at_least(1), "lora.alpha": _above(0), "lora.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "reward.kind": _among("sequence_classification", "remote_code"),
     "reward.input_format": _among("auto", "eurus"), "reward.max_length": _at_least(2),

@@ -80,7 +80,8 @@ def add_lora(model, cfg: LoraConfig):
 
     pcfg = PeftLoraConfig(
         r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, bias=cfg.bias,
-        target_modules=cfg.target_modules or "all-linear", task_type="CAUSAL_LM",
+        target_modules="all-linear" if cfg.target_modules in (None, ["all-linear"]) else cfg.target_modules,
+        task_type="CAUSAL_LM",
     )
     return get_peft_model(model, pcfg)
 

@@ -345,3 +345,30 @@ def test_eurus_format_scores_at_the_last_attended_token(tok):
     both = rm.scores(p_ids, p_mask, r_ids, r_mask)
     one = rm.scores(p_ids[1:], p_mask[1:], r_ids[1:], r_mask[1:])
     torch.testing.assert_close(both[1:], one, rtol=1e-5, atol=1e-6)  # padding does not move the readout
+
+
+# --------------------------------------------------------------------------- item 11
+
+
+def test_table5_lora_targets_and_adapter_counts():
+    from finitepref.llm.config import load_config
+    from finitepref.llm.memory import ARCHS, lora_count
+
+    assert load_config("tldr/pythia-1.4b/distill").lora.target_modules == ["query_key_value"]
+    arch = ARCHS["EleutherAI/pythia-1.4b-deduped"]
+    assert lora_count(arch, 1024, ["query_key_value"]) == pytest.approx(201.3e6, rel=1e-3)
+    assert lora_count(arch, 1024, ["all-linear"]) == pytest.approx(805.3e6, rel=1e-3)
+
+
+def test_dry_run_reports_each_sharding_for_pythia_2p8b_ppo(capsys):
+    from finitepref.llm.__main__ import main
+    from finitepref.llm.config import load_config
+    from finitepref.llm.memory import sharding_table
+
+    table = sharding_table(load_config("tldr/pythia-2.8b/rlhf"))
+    assert set(table["per_gpu_gib"]) == {"ddp.yaml", "deepspeed_zero2.yaml", "deepspeed_zero3.yaml", "fsdp.yaml"}
+    assert table["per_gpu_gib"]["fsdp.yaml"] < table["per_gpu_gib"]["ddp.yaml"]
+    assert "fsdp.yaml" in table["fits"] and "DeepSpeed configs unusable" in table["verdict"]
+    assert main(["train", "--config", "tldr/pythia-2.8b/rlhf", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "per-GPU memory by sharding" in out and '"verdict"' in out
