@@ -216,6 +216,8 @@ class TrainConfig:
     """AdamW weight decay."""
     adam_eps: float = 1e-5
     """AdamW epsilon."""
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW (beta1, beta2); Gao et al.'s LLaMA-3 runs: [0.9, 0.95]."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping; ``None`` disables."""
     batch_size: int = 64
@@ -579,6 +581,10 @@ def _check_consistency(cfg: Config) -> None:
     if record.needs_value_head and cfg.reward.kind != "sequence_classification":
         raise ConfigError(f"{record.name}'s value model is initialised from a sequence-classification reward "
                           f"model; got reward.kind={cfg.reward.kind!r}")
+    if len(train.adam_betas) != 2 or not all(0 <= b < 1 for b in train.adam_betas):
+        raise ConfigError(f"train.adam_betas must be two numbers in [0, 1), got {train.adam_betas!r}")
+    if cfg.model.unfrozen_layers and cfg.lora.enabled:
+        raise ConfigError("model.unfrozen_layers and lora.enabled exclude each other")
     mini = getattr(cfg.algorithm.settings, "num_mini_batches", 1)
     if train.batch_size % mini:
         raise ConfigError(f"train.batch_size={train.batch_size} must be divisible by algorithm.num_mini_batches={mini}")

@@ -179,7 +179,9 @@ def sharding_table(cfg: Config, num_gpus: int = 4, gpu_gib: float = 40.0) -> dic
     per_gpu = {name: round(sum(v / num_gpus if k in split else v for k, v in parts.items()), 2)
                for name, split in SHARDINGS.items()}
     deepspeed_ok = not cfg.algorithm.record.needs_value_head  # one model per DeepSpeed engine
-    usable = {k: v for k, v in per_gpu.items() if deepspeed_ok or "deepspeed" not in k}
+    sharded_ok = not cfg.model.unfrozen_layers  # the shared frozen trunk needs whole parameters
+    usable = {k: v for k, v in per_gpu.items() if (deepspeed_ok or "deepspeed" not in k)
+              and (sharded_ok or k in ("ddp.yaml", "deepspeed_zero2.yaml"))}
     fits = [k for k, v in sorted(usable.items(), key=lambda kv: kv[1]) if v <= gpu_gib]
     if fits:
         verdict = f"fits {num_gpus} x {gpu_gib:g} GiB with {', '.join(fits)} (best first)"
@@ -189,4 +191,6 @@ def sharding_table(cfg: Config, num_gpus: int = 4, gpu_gib: float = 40.0) -> dic
                    f"{usable[best]} GiB); reduce train.micro_batch_size, LoRA targets or rank")
     if not deepspeed_ok:
         verdict += "; DeepSpeed configs unusable (PPO prepares two trained models)"
+    if not sharded_ok:
+        verdict += "; ZeRO-3 and FSDP unusable (model.unfrozen_layers shares the frozen trunk with pi_0)"
     return {"num_gpus": num_gpus, "gpu_gib": gpu_gib, "per_gpu_gib": per_gpu, "fits": fits, "verdict": verdict}

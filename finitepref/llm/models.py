@@ -98,12 +98,48 @@ def load_policy(cfg: Config):
             policy.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
         else:
             policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
-    reference = None
+    reference, frozen = None, []
+    if m.unfrozen_layers and not cfg.lora.enabled:
+        frozen = freeze_lower_layers(policy, m.unfrozen_layers)
     if cfg.lora.enabled:
         policy = add_lora(policy, cfg.lora)
     elif cfg.algorithm.record.needs_reference:
-        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+        reference = shared_copy(policy, frozen).eval().requires_grad_(False)
     return policy, reference, tok
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The model's list of decoder blocks (the ModuleList as long as ``config.num_hidden_layers``)."""
+    n = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"{type(model).__name__}: no list of {n} decoder layers found")
+
+
+def freeze_lower_layers(model, unfrozen: int) -> list:
+    """Freeze the input embeddings and all decoder blocks but the top ``unfrozen`` (the final norm
+    and an untied output layer stay trainable, as in Gao et al.'s ``freeze_bottom_causal_layers``);
+    returns the frozen modules."""
+    layers = decoder_layers(model)
+    if not 1 <= unfrozen <= len(layers):
+        raise ValueError(f"model.unfrozen_layers={unfrozen} must be in [1, {len(layers)}]")
+    frozen = [model.get_input_embeddings(), *layers[:len(layers) - unfrozen]]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
+def shared_copy(model, shared: list):
+    """A deep copy of ``model`` that shares the modules ``shared`` (and their tensors) with it: pi_0
+    as a copy of the trained top only, on the same frozen trunk (no second copy of the frozen part)."""
+    memo = {}
+    for module in shared:
+        for sub in module.modules():
+            memo[id(sub)] = sub
+        for tensor in [*module.parameters(), *module.buffers()]:
+            memo[id(tensor)] = tensor
+    return copy.deepcopy(model, memo)
 
 
 @contextlib.contextmanager

@@ -372,3 +372,34 @@ def test_dry_run_reports_each_sharding_for_pythia_2p8b_ppo(capsys):
     assert main(["train", "--config", "tldr/pythia-2.8b/rlhf", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "per-GPU memory by sharding" in out and '"verdict"' in out
+
+
+# --------------------------------------------------------------------------- item 12
+
+
+def test_unfrozen_layers_share_the_frozen_trunk_with_the_reference(tmp_path, make_cfg):
+    from accelerate import Accelerator
+
+    from finitepref.llm.run import build_run
+
+    cfg = make_cfg("tiny/distill", tmp_path / "u", "model.unfrozen_layers=1", "train.adam_betas=[0.9, 0.95]")
+    run = build_run(cfg, Accelerator(cpu=True))
+    policy, reference = run.accelerator.unwrap_model(run.models.policy), run.models.reference
+    trained = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("gpt_neox.layers.1.", "gpt_neox.final_layer_norm", "lm_head", "embed_out"))
+                           for n in trained)
+    assert policy.gpt_neox.embed_in.weight is reference.gpt_neox.embed_in.weight
+    assert policy.gpt_neox.layers[0] is reference.gpt_neox.layers[0]
+    assert policy.gpt_neox.layers[1] is not reference.gpt_neox.layers[1]
+    assert not any(p.requires_grad for p in reference.parameters())
+    assert run.optimizer.param_groups[0]["betas"] == (0.9, 0.95)
+
+
+def test_ultrafeedback_configs_follow_the_reference_optimiser():
+    from finitepref.llm.config import load_config
+    from finitepref.llm.memory import sharding_table
+
+    cfg = load_config("ultrafeedback/llama-3-8b/rebel")
+    assert cfg.model.unfrozen_layers == 4 and cfg.train.adam_betas == [0.9, 0.95]
+    assert (cfg.train.adam_eps, cfg.train.weight_decay) == (1e-8, 1e-6)
+    assert "verdict" in sharding_table(cfg)
