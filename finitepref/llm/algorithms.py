@@ -10,6 +10,8 @@ loss has one signature, read by :mod:`finitepref.llm.registry`::
 * ``sft_loss``: token-averaged negative log-likelihood of reference responses.
 * ``reward_loss``: Bradley-Terry, eq. (9), on the reward model's scalar scores.
 * ``dpo_batch_loss``: eq. (6).
+* ``ipo_batch_loss``: IPO (Azar et al. 2023, eq. 17); ``chipo_batch_loss``: chi-PO (Huang et al.
+  2024, Algorithm 1). Beyond the paper (issue 14), on the same offline pairs as DPO.
 * ``pmle_batch_loss``: eq. (4) on offline pairs, plus the KL regularizer of eq. (5) on responses
   sampled online from the policy (see :func:`kl_penalty_surrogate`).
 * ``distill_batch_loss``: eq. (11) on two online samples per prompt, plus eq. (12)'s KL term.
@@ -26,8 +28,11 @@ import torch
 
 from finitepref.losses import (
     bradley_terry_loss,
+    chi_link_margin,
+    chipo_loss,
     distill_loss,
     dpo_loss,
+    ipo_loss,
     pmle_loss,
     rebel_loss,
     shaped_reward,
@@ -35,7 +40,16 @@ from finitepref.losses import (
 
 from .batches import Batch, OfflinePairBatch, OnlinePairBatch, PairBatch, RolloutBatch, SftBatch
 from .logprobs import concat, sequence_logprobs
-from .settings import DistillSettings, DpoSettings, NoSettings, PmleSettings, PpoSettings, RebelSettings
+from .settings import (
+    ChipoSettings,
+    DistillSettings,
+    DpoSettings,
+    IpoSettings,
+    NoSettings,
+    PmleSettings,
+    PpoSettings,
+    RebelSettings,
+)
 
 if TYPE_CHECKING:
     from .run import Models
@@ -108,6 +122,29 @@ def dpo_batch_loss(models: Models, batch: PairBatch, settings: DpoSettings) -> t
     margin = (logp_plus - ref_plus) - (logp_minus - ref_minus)
     return losses.mean(), {"loss": losses.mean().detach(), "margin": margin.mean().detach(),
                            "accuracy": (margin > 0).float().mean()}
+
+
+def ipo_batch_loss(models: Models, batch: PairBatch, settings: IpoSettings) -> tuple[Tensor, dict]:
+    """IPO, mean over pairs of (h - 1/(2 tau))^2 with h the policy/pi_0 log-ratio margin (sequence
+    log-probs, no length normalisation, as eq. 17 and SFFD's ``dpo.py --ipo``)."""
+    ref_plus, ref_minus = reference_pair_logprobs(models, batch)
+    logp_plus, logp_minus = pair_logprobs(models.policy, batch)
+    losses = ipo_loss(logp_plus, logp_minus, ref_plus, ref_minus, settings.tau)
+    margin = (logp_plus - ref_plus) - (logp_minus - ref_minus)
+    return losses.mean(), {"loss": losses.mean().detach(), "margin": margin.mean().detach(),
+                           "accuracy": (margin > 0).float().mean()}
+
+
+def chipo_batch_loss(models: Models, batch: PairBatch, settings: ChipoSettings) -> tuple[Tensor, dict]:
+    """chi-PO, mean over pairs of -ln sigma(clip_{2 r_max}[beta phi(pi/pi_0)(a+) - beta phi(pi/pi_0)(a-)]),
+    phi(z) = z + ln z."""
+    ref_plus, ref_minus = reference_pair_logprobs(models, batch)
+    logp_plus, logp_minus = pair_logprobs(models.policy, batch)
+    losses = chipo_loss(logp_plus, logp_minus, ref_plus, ref_minus, settings.beta, settings.r_max)
+    margin = chi_link_margin(logp_plus.detach(), logp_minus.detach(), ref_plus, ref_minus, settings.beta)
+    return losses.mean(), {"loss": losses.mean().detach(), "margin": margin.mean(),
+                           "accuracy": (margin > 0).float().mean(),
+                           "clipped": (margin.abs() > 2 * settings.r_max).float().mean()}
 
 
 def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int, baseline: str,

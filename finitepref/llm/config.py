@@ -175,8 +175,9 @@ class AlgorithmConfig:
     """
 
     name: str = "distill"
-    """One of ``sft``, ``reward`` (eq. 9), ``dpo`` (eq. 6), ``pmle`` (eq. 5), ``distill`` (eqs. 11-12),
-    ``rebel`` (eq. 10), ``rlhf`` (eq. 1, PPO), ``reverse_kl`` (eq. 16, PPO)."""
+    """One of ``sft``, ``reward`` (eq. 9), ``dpo`` (eq. 6), ``ipo`` (Azar et al. 2023), ``chipo``
+    (Huang et al. 2024), ``pmle`` (eq. 5), ``distill`` (eqs. 11-12), ``rebel`` (eq. 10), ``rlhf``
+    (eq. 1, PPO), ``reverse_kl`` (eq. 16, PPO)."""
     settings: Any = None
     """The algorithm's settings dataclass; ``None`` takes its defaults."""
 

@@ -57,6 +57,30 @@ class DpoSettings:
 
 
 @dataclass(frozen=True)
+class IpoSettings:
+    """IPO (Azar et al. 2023, eq. 17)."""
+
+    tau: float = 0.1
+    """Regularisation tau: the target log-ratio margin is 1/(2 tau) (> 0)."""
+
+    def __post_init__(self):
+        _positive(self, "tau")
+
+
+@dataclass(frozen=True)
+class ChipoSettings:
+    """chi-PO (Huang et al. 2024, Algorithm 1): DPO's link with phi(z) = z + ln z, margin clipped."""
+
+    beta: float = 0.1
+    """Coefficient beta of the link beta phi(pi/pi_0) (> 0)."""
+    r_max: float = 5.0
+    """Reward bound R_max: the margin is clipped to [-2 R_max, 2 R_max] (> 0)."""
+
+    def __post_init__(self):
+        _positive(self, "beta", "r_max")
+
+
+@dataclass(frozen=True)
 class PmleSettings:
     """Preference MLE, eq. (5): eq. (4) on offline pairs plus beta * KL on online samples."""
 
