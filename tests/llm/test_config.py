@@ -41,6 +41,7 @@ def test_dry_run_paper_configs(name, capsys, monkeypatch):
     assert main(["train", "--config", name, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "memory estimate" in out and '"total_gib"' in out
+    assert "per-GPU memory by sharding" in out and ('"verdict": "fits 4 x 40' in out or '"verdict": "exceeds' in out)
     cfg = load_config(name)
     est = estimate(cfg)
     assert est["total_gib"] is not None and est["total_gib"] > 1
