@@ -39,7 +39,7 @@ from finitepref.losses import (
 )
 
 from .batches import Batch, OfflinePairBatch, OnlinePairBatch, PairBatch, RolloutBatch, SftBatch
-from .logprobs import concat, sequence_logprobs
+from .logprobs import concat, sequence_logprobs, stack_responses
 from .settings import (
     ChipoSettings,
     DistillSettings,
@@ -70,31 +70,29 @@ def reward_loss(models: Models, batch: PairBatch, settings: NoSettings) -> tuple
     """Bradley-Terry loss, eq. (9), of ``models.reward_model`` (the :class:`~.models.RewardModel`
     being trained)."""
     rm = models.reward_model
-    r_plus = rm.raw_scores(batch.prompt_ids, batch.prompt_mask, batch.chosen_ids, batch.chosen_mask)
-    r_minus = rm.raw_scores(batch.prompt_ids, batch.prompt_mask, batch.rejected_ids, batch.rejected_mask)
+    r_plus, r_minus = rm.raw_scores(*_pair_rows(batch)).chunk(2)
     loss = bradley_terry_loss(r_plus, r_minus).mean()
     acc = (r_plus > r_minus).float().mean()
     return loss, {"loss": loss.detach(), "accuracy": acc, "reward": ((r_plus + r_minus) / 2).mean().detach()}
 
 
+def _pair_rows(batch: PairBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return stack_responses(batch.prompt_ids, batch.prompt_mask, batch.chosen_ids, batch.chosen_mask,
+                           batch.rejected_ids, batch.rejected_mask)
+
+
 def pair_logprobs(model, batch: PairBatch, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-    """Sequence log-probs of the chosen and the rejected responses."""
-    lp = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.chosen_ids, batch.chosen_mask,
-                           temperature)
-    lm = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.rejected_ids, batch.rejected_mask,
-                           temperature)
-    return lp["logp"], lm["logp"]
+    """Sequence log-probs of the chosen and the rejected responses (one forward of both)."""
+    logp = sequence_logprobs(model, *_pair_rows(batch), temperature)["logp"]
+    return logp.chunk(2)
 
 
 def reference_pair_logprobs(models: Models, batch: PairBatch) -> tuple[Tensor, Tensor]:
-    """pi_0's sequence log-probs of the chosen and the rejected responses."""
+    """pi_0's sequence log-probs of the chosen and the rejected responses (one forward of both)."""
     from .models import reference_logprobs  # models imports config, which imports the registry
 
-    ref_plus = reference_logprobs(models.policy, models.reference, batch.prompt_ids, batch.prompt_mask,
-                                  batch.chosen_ids, batch.chosen_mask, 1.0)["logp"]
-    ref_minus = reference_logprobs(models.policy, models.reference, batch.prompt_ids, batch.prompt_mask,
-                                   batch.rejected_ids, batch.rejected_mask, 1.0)["logp"]
-    return ref_plus, ref_minus
+    logp = reference_logprobs(models.policy, models.reference, *_pair_rows(batch), 1.0)["logp"]
+    return logp.chunk(2)
 
 
 def dpo_batch_loss(models: Models, batch: PairBatch, settings: DpoSettings) -> tuple[Tensor, dict]:
@@ -200,12 +198,10 @@ def pmle_batch_loss(models: Models, batch: OfflinePairBatch, settings: PmleSetti
 
 
 def online_pair_logprobs(model, batch: OnlinePairBatch) -> tuple[Tensor, Tensor]:
-    """Sequence log-probs of both sampled responses at the sampling temperature."""
-    o1 = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response1_ids, batch.response1_mask,
-                           batch.temperature)
-    o2 = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response2_ids, batch.response2_mask,
-                           batch.temperature)
-    return o1["logp"], o2["logp"]
+    """Sequence log-probs of both sampled responses at the sampling temperature (one forward)."""
+    rows = stack_responses(batch.prompt_ids, batch.prompt_mask, batch.response1_ids, batch.response1_mask,
+                           batch.response2_ids, batch.response2_mask)
+    return sequence_logprobs(model, *rows, batch.temperature)["logp"].chunk(2)
 
 
 def distill_batch_loss(models: Models, batch: OnlinePairBatch, settings: DistillSettings) -> tuple[Tensor, dict]:

@@ -113,6 +113,8 @@ class RewardConfig:
     ``reward_normalization.json`` next to the model."""
     seed: int = 0
     """Initialisation seed of a ``tiny:`` reward model."""
+    batch_size: int | None = None
+    """Rows per reward-model forward when scoring rollouts; ``None``: all at once."""
 
 
 @dataclass
@@ -163,6 +165,9 @@ class GenerationConfig:
     """Sample exactly ``max_new_tokens`` tokens, ignoring EOS (Huang et al. 2024)."""
     truncate_after_eos: bool = True
     """Replace everything after the first EOS with padding."""
+    batch_size: int | None = None
+    """Rows per generation call (and per forward of the rollout's log-probs); ``None``: all of a
+    process's rollout at once. Samples do not depend on it (seeded per example)."""
 
 
 @dataclass
@@ -544,7 +549,8 @@ _RULES = {
     "data.max_response_length": _at_least(1), "data.tiny_size": _at_least(1),
     "generation.backend": _among("hf", "vllm"), "generation.max_new_tokens": _at_least(1),
     "generation.min_new_tokens": _at_least(0), "generation.temperature": _above(0),
-    "generation.top_k": _at_least(0), "generation.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "generation.top_k": _at_least(0), "generation.batch_size": _at_least(1), "reward.batch_size": _at_least(1),
+    "generation.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "train.lr": _above(0), "train.schedule": _among("linear", "cosine", "constant"),
     "train.warmup_steps": _at_least(0), "train.weight_decay": _at_least(0), "train.adam_eps": _above(0),
     "train.max_grad_norm": _above(0), "train.batch_size": _at_least(1), "train.micro_batch_size": _at_least(1),

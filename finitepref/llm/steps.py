@@ -44,12 +44,32 @@ def sample_group(run: Run, batch: Batch, group: int, positions: list[int] | None
     prompt_ids = batch.prompt_ids.repeat_interleave(group, 0)
     prompt_mask = batch.prompt_mask.repeat_interleave(group, 0)
     seeds = sample_seeds(run, run.positions if positions is None else positions, group)
-    response_ids, response_mask = run.models.sampler.sample(run.models.policy, prompt_ids, prompt_mask,
-                                                            temperature, seeds=seeds)
-    ref = reference_logprobs(run.models.policy, run.models.reference, prompt_ids, prompt_mask, response_ids,
-                             response_mask, temperature)
-    return SampleGroup(prompt_ids, prompt_mask, response_ids, response_mask, ref["logp"], ref["token_logp"],
+    parts = []
+    for rows in chunks(prompt_ids.shape[0], run.cfg.generation.batch_size):  # generation micro-batches
+        r_ids, r_mask = run.models.sampler.sample(run.models.policy, prompt_ids[rows], prompt_mask[rows],
+                                                  temperature, seeds=seeds[rows])
+        ref = reference_logprobs(run.models.policy, run.models.reference, prompt_ids[rows], prompt_mask[rows],
+                                 r_ids, r_mask, temperature)
+        parts.append((r_ids, r_mask, ref["logp"], ref["token_logp"]))
+    response_ids, response_mask, ref_logp, ref_token_logp = (cat_rows([p[k] for p in parts]) for k in range(4))
+    return SampleGroup(prompt_ids, prompt_mask, response_ids, response_mask, ref_logp, ref_token_logp,
                        temperature, group)
+
+
+def chunks(n: int, size: int | None) -> list[slice]:
+    """Row slices of at most ``size`` rows (one slice of all ``n`` when ``size`` is ``None``)."""
+    size = size or max(n, 1)
+    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+def cat_rows(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along rows, right-padding 2-d tensors with zeros to the widest."""
+    if len(tensors) == 1:
+        return tensors[0]
+    if tensors[0].dim() == 2:
+        width = max(t.shape[1] for t in tensors)
+        tensors = [torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in tensors]
+    return torch.cat(tensors)
 
 
 def _with_kl_samples(run: Run, batch: Batch, positions: list[int]) -> Batch:
@@ -70,10 +90,10 @@ def offline_step(run: Run, batch: Batch) -> tuple[dict, int]:
             micro = _with_kl_samples(run, micro, run.positions[j * size:(j + 1) * size])
             loss, metrics = run.record.loss(run.models, micro, run.settings)
             run.accelerator.backward(loss / run.n_micro)
-        n_tokens += micro.n_tokens()
+        n_tokens = n_tokens + micro.token_count()  # a device tensor: read once, after the loop
         per_micro.append(metrics)
     run.optimizer_step()
-    return mean_metrics(per_micro), n_tokens
+    return mean_metrics(per_micro), int(n_tokens)
 
 
 def minibatch_updates(run: Run, batch: Batch) -> list[dict]:
@@ -114,11 +134,15 @@ def _rollout_metrics(scores, old, samples: SampleGroup) -> dict:
 def _score_samples(run: Run, samples: SampleGroup) -> tuple[torch.Tensor, dict]:
     """Reward-model scores and the sampler's (pi_t's) log-probs of ``samples``."""
     texts = [run.data.prompt_texts[r] for r in run.rows for _ in range(samples.group)] if run.rows else None
-    scores = run.models.reward_model.scores(samples.prompt_ids, samples.prompt_mask, samples.response_ids,
-                                            samples.response_mask, texts).to(run.device)
-    old = sequence_logprobs(run.models.policy, samples.prompt_ids, samples.prompt_mask, samples.response_ids,
-                            samples.response_mask, samples.temperature, with_entropy=True)
-    return scores, old
+    scores = []
+    for rows in chunks(len(samples), run.cfg.reward.batch_size):  # scoring micro-batches
+        scores.append(run.models.reward_model.scores(samples.prompt_ids[rows], samples.prompt_mask[rows],
+                                                     samples.response_ids[rows], samples.response_mask[rows],
+                                                     texts[rows] if texts else None).to(run.device))
+    parts = [sequence_logprobs(run.models.policy, samples.prompt_ids[rows], samples.prompt_mask[rows],
+                               samples.response_ids[rows], samples.response_mask[rows], samples.temperature,
+                               with_entropy=True) for rows in chunks(len(samples), run.cfg.generation.batch_size)]
+    return torch.cat(scores), {key: cat_rows([p[key] for p in parts]) for key in parts[0]}
 
 
 def online_pair_step(run: Run, batch: Batch) -> tuple[dict, int]:

@@ -403,3 +403,47 @@ def test_ultrafeedback_configs_follow_the_reference_optimiser():
     assert cfg.model.unfrozen_layers == 4 and cfg.train.adam_betas == [0.9, 0.95]
     assert (cfg.train.adam_eps, cfg.train.weight_decay) == (1e-8, 1e-6)
     assert "verdict" in sharding_table(cfg)
+
+
+# --------------------------------------------------------------------------- issue 15, item 4
+
+
+@pytest.mark.parametrize("algo", ["distill", "rlhf", "pmle"])
+def test_generation_and_scoring_micro_batches_do_not_change_the_run(algo, tmp_path, make_cfg):
+    from safetensors.torch import load_file
+
+    from finitepref.llm.train import train
+
+    train(make_cfg(f"tiny/{algo}", tmp_path / "a", "train.max_steps=2"))
+    train(make_cfg(f"tiny/{algo}", tmp_path / "b", "train.max_steps=2", "generation.batch_size=3",
+                   "reward.batch_size=2"))
+    a, b = (load_file(str(tmp_path / d / "model" / "model.safetensors")) for d in ("a", "b"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5)
+
+
+def test_pair_logprobs_in_one_forward_equal_two_forwards():
+    from finitepref.llm.algorithms import pair_logprobs
+    from finitepref.llm.batches import PairBatch
+    from finitepref.llm.data import pad
+    from finitepref.llm.logprobs import sequence_logprobs
+
+    model = tiny_model("tiny:gpt-neox", seed=0)
+    p_ids, p_mask = pad([[5, 6, 7], [8]], 0, "left")
+    c_ids, c_mask = pad([[9, 10, 1], [11, 1]], 0, "right")
+    r_ids, r_mask = pad([[12, 1], [13, 14, 15, 16, 1]], 0, "right")
+    batch = PairBatch(p_ids, p_mask, c_ids, c_mask, r_ids, r_mask)
+    plus, minus = pair_logprobs(model, batch)
+    torch.testing.assert_close(plus, sequence_logprobs(model, p_ids, p_mask, c_ids, c_mask)["logp"])
+    torch.testing.assert_close(minus, sequence_logprobs(model, p_ids, p_mask, r_ids, r_mask)["logp"])
+
+
+def test_output_layer_runs_on_response_positions_only():
+    from finitepref.llm.logprobs import sequence_logprobs
+
+    model = tiny_model("tiny:gpt-neox", seed=0)
+    shapes = []
+    model.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.logits.shape)))
+    prompt, response = torch.randint(3, 20, (2, 11)), torch.randint(3, 20, (2, 4))
+    sequence_logprobs(model, prompt, torch.ones_like(prompt), response, torch.ones_like(response))
+    assert shapes == [(2, 5, model.config.vocab_size)]  # response length + 1, not 15 positions
