@@ -88,9 +88,12 @@ def pair_logprobs(model, batch: PairBatch, temperature: float = 1.0) -> tuple[Te
 
 
 def reference_pair_logprobs(models: Models, batch: PairBatch) -> tuple[Tensor, Tensor]:
-    """pi_0's sequence log-probs of the chosen and the rejected responses (one forward of both)."""
+    """pi_0's sequence log-probs of the chosen and the rejected responses: the batch's own
+    (``ref_chosen``, ``ref_rejected``, computed once per batch by the step) or one forward of both."""
     from .models import reference_logprobs  # models imports config, which imports the registry
 
+    if batch.ref_chosen is not None:
+        return batch.ref_chosen, batch.ref_rejected
     logp = reference_logprobs(models.policy, models.reference, *_pair_rows(batch), 1.0)["logp"]
     return logp.chunk(2)
 

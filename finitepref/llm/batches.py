@@ -69,6 +69,10 @@ class PairBatch(Batch):
     chosen_mask: Tensor
     rejected_ids: Tensor
     rejected_mask: Tensor
+    ref_chosen: Tensor | None = None
+    """pi_0's sequence log-probs of the chosen responses, when computed once for the whole batch."""
+    ref_rejected: Tensor | None = None
+    """pi_0's sequence log-probs of the rejected responses (with ``ref_chosen``)."""
 
 
 @dataclass

@@ -80,8 +80,19 @@ def _with_kl_samples(run: Run, batch: Batch, positions: list[int]) -> Batch:
     return batch
 
 
+def _with_pair_reference(run: Run, batch: Batch) -> Batch:
+    """pi_0's log-probs of every pair of this process's batch, in one forward, when the loss uses them."""
+    if not run.record.pair_reference:
+        return batch
+    from .algorithms import reference_pair_logprobs
+
+    ref_chosen, ref_rejected = reference_pair_logprobs(run.models, batch)
+    return dataclasses.replace(batch, ref_chosen=ref_chosen, ref_rejected=ref_rejected)
+
+
 def offline_step(run: Run, batch: Batch) -> tuple[dict, int]:
     """One optimiser update on this process's share of a global batch of dataset rows."""
+    batch = _with_pair_reference(run, batch)
     size = run.cfg.train.micro_batch_size
     per_micro, n_tokens = [], 0
     for j in range(run.n_micro):

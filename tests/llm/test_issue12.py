@@ -447,3 +447,19 @@ def test_output_layer_runs_on_response_positions_only():
     prompt, response = torch.randint(3, 20, (2, 11)), torch.randint(3, 20, (2, 4))
     sequence_logprobs(model, prompt, torch.ones_like(prompt), response, torch.ones_like(response))
     assert shapes == [(2, 5, model.config.vocab_size)]  # response length + 1, not 15 positions
+
+
+@pytest.mark.parametrize("algo", ["dpo", "ipo", "chipo"])
+def test_reference_logprobs_once_per_batch(algo, tmp_path, make_cfg):
+    from accelerate import Accelerator
+
+    from finitepref.llm.run import build_run
+    from finitepref.llm.steps import STEPS, input_batch
+
+    run = build_run(make_cfg(f"tiny/{algo}", tmp_path / "r"), Accelerator(cpu=True))
+    calls = []
+    run.models.reference.register_forward_hook(lambda module, args, out: calls.append(1))
+    rows = run.order.rows(0, run.cfg.train.batch_size)
+    run.rows, run.positions = rows, list(range(len(rows)))
+    STEPS[run.record.loop](run, input_batch(run, run.data.batch(rows)))
+    assert run.n_micro == 2 and len(calls) == 1  # one forward of every chosen and rejected response
