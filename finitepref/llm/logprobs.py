@@ -111,17 +111,41 @@ def sequence_logprobs(
     ids, mask, pos, r_ids, r_mask = concat(prompt_ids, prompt_mask, response_ids, response_mask)
     T = response_ids.shape[1]
     logits = forward_logits(model, ids, mask, pos, keep=T + 1)[:, :T]  # the positions predicting the response
+    tok, entropy = [], []
+    for start in range(0, T, LOGPROB_CHUNK):
+        part = (logits[:, start:start + LOGPROB_CHUNK], r_ids[:, start:start + LOGPROB_CHUNK])
+        if torch.is_grad_enabled() and logits.requires_grad:  # recompute the float32 chunk in backward
+            from torch.utils.checkpoint import checkpoint
+
+            t, e = checkpoint(_chunk_logprobs, *part, temperature, with_entropy, use_reentrant=False)
+        else:
+            t, e = _chunk_logprobs(*part, temperature, with_entropy)
+        tok.append(t)
+        entropy.append(e)
+    tok = torch.cat(tok, dim=1)
+    m = r_mask.to(tok.dtype)
+    out = {"token_logp": tok * m, "logp": (tok * m).sum(-1), "mask": r_mask}
+    if with_entropy:
+        out["entropy"] = torch.cat(entropy, dim=1) * m
+    return out
+
+
+LOGPROB_CHUNK = 64
+"""Response positions per float32 log-softmax chunk (:func:`sequence_logprobs`): at most
+``rows x LOGPROB_CHUNK x vocabulary`` float32 values exist at once, forward or backward."""
+
+
+def _chunk_logprobs(logits: Tensor, ids: Tensor, temperature: float, with_entropy: bool):
+    """Token log-probs (and entropies, else a dummy) of one chunk of positions, in float32 at least."""
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     logits = logits / temperature
     logz = torch.logsumexp(logits, dim=-1)
-    tok = logits.gather(-1, r_ids.unsqueeze(-1)).squeeze(-1) - logz
-    m = r_mask.to(tok.dtype)
-    out = {"token_logp": tok * m, "logp": (tok * m).sum(-1), "mask": r_mask}
-    if with_entropy:
-        p_log = logits - logz.unsqueeze(-1)
-        out["entropy"] = -(p_log.exp() * p_log).sum(-1) * m
-    return out
+    tok = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - logz
+    if not with_entropy:
+        return tok, tok.new_zeros(())
+    p_log = logits - logz.unsqueeze(-1)
+    return tok, -(p_log.exp() * p_log).sum(-1)
 
 
 def enumerate_logprobs(

@@ -463,3 +463,26 @@ def test_reference_logprobs_once_per_batch(algo, tmp_path, make_cfg):
     run.rows, run.positions = rows, list(range(len(rows)))
     STEPS[run.record.loop](run, input_batch(run, run.data.batch(rows)))
     assert run.n_micro == 2 and len(calls) == 1  # one forward of every chosen and rejected response
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_chunked_log_softmax_equals_the_whole(chunk, monkeypatch):
+    from finitepref.llm import logprobs
+
+    model = tiny_model("tiny:gpt-neox", seed=0)
+    prompt, response = torch.randint(3, 20, (3, 7)), torch.randint(3, 20, (3, 5))
+    ones_p, ones_r = torch.ones_like(prompt), torch.ones_like(response)
+
+    def run():
+        model.zero_grad()
+        out = logprobs.sequence_logprobs(model, prompt, ones_p, response, ones_r, 0.7, with_entropy=True)
+        (out["logp"].sum() + out["entropy"].sum()).backward()
+        return out, [p.grad.clone() for p in model.parameters()]
+
+    whole, g_whole = run()
+    monkeypatch.setattr(logprobs, "LOGPROB_CHUNK", chunk)
+    parts, g_parts = run()
+    for key in ("token_logp", "logp", "entropy"):
+        torch.testing.assert_close(parts[key], whole[key], rtol=1e-6, atol=1e-6)
+    for a, b in zip(g_parts, g_whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
