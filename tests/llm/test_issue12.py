@@ -179,15 +179,19 @@ def test_dpo_run_is_evaluated_on_the_sft_prompts_and_reference_summaries(tmp_pat
 
 @pytest.mark.parametrize("algo", [name for name, r in REGISTRY.items() if not r.trains_reward_model])
 def test_every_policy_algorithm_gets_a_table2_row(algo, tmp_path, make_cfg):
-    from finitepref.llm.evaluate import evaluate
-
-    cfg = make_cfg(f"tiny/{algo}", tmp_path / "e", "eval.num_samples=6", "eval.batch_size=6")
-    s = evaluate(cfg, "tiny:gpt-neox", "tiny:gpt-neox", judge="reward-model", out_csv=str(tmp_path / "e.csv"))
+    """Train one update, then evaluate the run with its own config.yaml (as the CLI does)."""
     import pandas as pd
 
-    rows = pd.read_csv(tmp_path / "e_samples.csv")
+    from finitepref.llm.config import load_config
+    from finitepref.llm.evaluate import evaluate
+    from finitepref.llm.train import train
+
+    train(make_cfg(f"tiny/{algo}", tmp_path / "run", "train.max_steps=1"))
+    cfg = load_config(str(tmp_path / "run" / "config.yaml"), ["eval.num_samples=6", "eval.batch_size=6"])
+    s = evaluate(cfg, str(tmp_path / "run"), "tiny:gpt-neox", judge="reward-model")
+    rows = pd.read_csv(tmp_path / "run" / "eval_samples.csv")
     assert s["n"] == 6 and rows["reference_rm_score"].notna().all() and set(rows["win"]) != {0.5}
-    assert s["temperature"] == cfg.eval.temperature == 0.01
+    assert s["temperature"] == 0.01 and pd.read_csv(tmp_path / "run" / "eval.csv")["temperature"][0] == 0.01
 
 
 def test_eval_prompts_are_a_seeded_random_sample(tmp_path, make_cfg):
