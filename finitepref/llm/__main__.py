@@ -96,12 +96,14 @@ def _train_command(ap: argparse.ArgumentParser, args, overrides: list[str]) -> i
         overrides.append("train.overwrite=true")
     cfg = load_config(args.config, overrides)
     if args.dry_run:
-        from .memory import estimate
+        from .memory import estimate, sharding_table
 
         world = int(os.environ.get("WORLD_SIZE", "1"))
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         print("memory estimate:")
         print(json.dumps(estimate(cfg, world), indent=2))
+        print("per-GPU memory by sharding (configs/accelerate; the paper's 4 x A100 40 GB):")
+        print(json.dumps(sharding_table(cfg), indent=2))
         return 0
     from .train import train
 

@@ -10,6 +10,8 @@ loss has one signature, read by :mod:`finitepref.llm.registry`::
 * ``sft_loss``: token-averaged negative log-likelihood of reference responses.
 * ``reward_loss``: Bradley-Terry, eq. (9), on the reward model's scalar scores.
 * ``dpo_batch_loss``: eq. (6).
+* ``ipo_batch_loss``: IPO (Azar et al. 2023, eq. 17); ``chipo_batch_loss``: chi-PO (Huang et al.
+  2024, Algorithm 1). Beyond the paper (issue 14), on the same offline pairs as DPO.
 * ``pmle_batch_loss``: eq. (4) on offline pairs, plus the KL regularizer of eq. (5) on responses
   sampled online from the policy (see :func:`kl_penalty_surrogate`).
 * ``distill_batch_loss``: eq. (11) on two online samples per prompt, plus eq. (12)'s KL term.
@@ -26,16 +28,28 @@ import torch
 
 from finitepref.losses import (
     bradley_terry_loss,
+    chi_link_margin,
+    chipo_loss,
     distill_loss,
     dpo_loss,
+    ipo_loss,
     pmle_loss,
     rebel_loss,
     shaped_reward,
 )
 
 from .batches import Batch, OfflinePairBatch, OnlinePairBatch, PairBatch, RolloutBatch, SftBatch
-from .logprobs import concat, sequence_logprobs
-from .settings import DistillSettings, DpoSettings, NoSettings, PmleSettings, PpoSettings, RebelSettings
+from .logprobs import concat, sequence_logprobs, stack_responses
+from .settings import (
+    ChipoSettings,
+    DistillSettings,
+    DpoSettings,
+    IpoSettings,
+    NoSettings,
+    PmleSettings,
+    PpoSettings,
+    RebelSettings,
+)
 
 if TYPE_CHECKING:
     from .run import Models
@@ -56,31 +70,32 @@ def reward_loss(models: Models, batch: PairBatch, settings: NoSettings) -> tuple
     """Bradley-Terry loss, eq. (9), of ``models.reward_model`` (the :class:`~.models.RewardModel`
     being trained)."""
     rm = models.reward_model
-    r_plus = rm.raw_scores(batch.prompt_ids, batch.prompt_mask, batch.chosen_ids, batch.chosen_mask)
-    r_minus = rm.raw_scores(batch.prompt_ids, batch.prompt_mask, batch.rejected_ids, batch.rejected_mask)
+    r_plus, r_minus = rm.raw_scores(*_pair_rows(batch)).chunk(2)
     loss = bradley_terry_loss(r_plus, r_minus).mean()
     acc = (r_plus > r_minus).float().mean()
     return loss, {"loss": loss.detach(), "accuracy": acc, "reward": ((r_plus + r_minus) / 2).mean().detach()}
 
 
+def _pair_rows(batch: PairBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return stack_responses(batch.prompt_ids, batch.prompt_mask, batch.chosen_ids, batch.chosen_mask,
+                           batch.rejected_ids, batch.rejected_mask)
+
+
 def pair_logprobs(model, batch: PairBatch, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-    """Sequence log-probs of the chosen and the rejected responses."""
-    lp = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.chosen_ids, batch.chosen_mask,
-                           temperature)
-    lm = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.rejected_ids, batch.rejected_mask,
-                           temperature)
-    return lp["logp"], lm["logp"]
+    """Sequence log-probs of the chosen and the rejected responses (one forward of both)."""
+    logp = sequence_logprobs(model, *_pair_rows(batch), temperature)["logp"]
+    return logp.chunk(2)
 
 
 def reference_pair_logprobs(models: Models, batch: PairBatch) -> tuple[Tensor, Tensor]:
-    """pi_0's sequence log-probs of the chosen and the rejected responses."""
+    """pi_0's sequence log-probs of the chosen and the rejected responses: the batch's own
+    (``ref_chosen``, ``ref_rejected``, computed once per batch by the step) or one forward of both."""
     from .models import reference_logprobs  # models imports config, which imports the registry
 
-    ref_plus = reference_logprobs(models.policy, models.reference, batch.prompt_ids, batch.prompt_mask,
-                                  batch.chosen_ids, batch.chosen_mask, 1.0)["logp"]
-    ref_minus = reference_logprobs(models.policy, models.reference, batch.prompt_ids, batch.prompt_mask,
-                                   batch.rejected_ids, batch.rejected_mask, 1.0)["logp"]
-    return ref_plus, ref_minus
+    if batch.ref_chosen is not None:
+        return batch.ref_chosen, batch.ref_rejected
+    logp = reference_logprobs(models.policy, models.reference, *_pair_rows(batch), 1.0)["logp"]
+    return logp.chunk(2)
 
 
 def dpo_batch_loss(models: Models, batch: PairBatch, settings: DpoSettings) -> tuple[Tensor, dict]:
@@ -110,7 +125,31 @@ def dpo_batch_loss(models: Models, batch: PairBatch, settings: DpoSettings) -> t
                            "accuracy": (margin > 0).float().mean()}
 
 
-def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int, baseline: str) -> tuple[Tensor, Tensor]:
+def ipo_batch_loss(models: Models, batch: PairBatch, settings: IpoSettings) -> tuple[Tensor, dict]:
+    """IPO, mean over pairs of (h - 1/(2 tau))^2 with h the policy/pi_0 log-ratio margin (sequence
+    log-probs, no length normalisation, as eq. 17 and SFFD's ``dpo.py --ipo``)."""
+    ref_plus, ref_minus = reference_pair_logprobs(models, batch)
+    logp_plus, logp_minus = pair_logprobs(models.policy, batch)
+    losses = ipo_loss(logp_plus, logp_minus, ref_plus, ref_minus, settings.tau)
+    margin = (logp_plus - ref_plus) - (logp_minus - ref_minus)
+    return losses.mean(), {"loss": losses.mean().detach(), "margin": margin.mean().detach(),
+                           "accuracy": (margin > 0).float().mean()}
+
+
+def chipo_batch_loss(models: Models, batch: PairBatch, settings: ChipoSettings) -> tuple[Tensor, dict]:
+    """chi-PO, mean over pairs of -ln sigma(clip_{2 r_max}[beta phi(pi/pi_0)(a+) - beta phi(pi/pi_0)(a-)]),
+    phi(z) = z + ln z."""
+    ref_plus, ref_minus = reference_pair_logprobs(models, batch)
+    logp_plus, logp_minus = pair_logprobs(models.policy, batch)
+    losses = chipo_loss(logp_plus, logp_minus, ref_plus, ref_minus, settings.beta, settings.r_max)
+    margin = chi_link_margin(logp_plus.detach(), logp_minus.detach(), ref_plus, ref_minus, settings.beta)
+    return losses.mean(), {"loss": losses.mean().detach(), "margin": margin.mean(),
+                           "accuracy": (margin > 0).float().mean(),
+                           "clipped": (margin.abs() > 2 * settings.r_max).float().mean()}
+
+
+def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int, baseline: str,
+                         old_logp: Tensor | None = None) -> tuple[Tensor, Tensor]:
     r"""Score-function surrogate of :math:`\beta\,\mathrm{KL}(\pi(x)\|\pi_0(x))` on online samples.
 
     ``logp`` (N,) are sequence log-probs (with gradient) of responses sampled from the policy,
@@ -121,6 +160,13 @@ def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int
     baseline :math:`b` independent of the sample (here: the mean penalty of the other samples of the
     same prompt, ``leave_one_out``; or 0). Returns (surrogate whose gradient is that estimate,
     detached mean KL estimate :math:`\ln\pi - \ln\pi_0`).
+
+    ``old_logp`` are the log-probs of the policy :math:`\pi_t` that drew the samples. After the
+    first update of a rollout :math:`\pi \ne \pi_t`; each term is then weighted by the exact
+    importance ratio :math:`w = \pi/\pi_t` (detached), so the gradient
+    :math:`\mathbb{E}_{\pi_t}[w(c - b)\nabla\ln\pi]` stays unbiased for
+    :math:`\nabla\beta\,\mathrm{KL}(\pi\|\pi_0)`. ``None`` means the samples come from
+    :math:`\pi` itself (:math:`w = 1`).
     """
     c = -shaped_reward(torch.zeros_like(logp), logp.detach(), ref_logp, beta, 0.0)
     if baseline == "leave_one_out" and group > 1:
@@ -129,6 +175,8 @@ def kl_penalty_surrogate(logp: Tensor, ref_logp: Tensor, beta: float, group: int
         adv = (grouped - base).view(-1)
     else:
         adv = c
+    if old_logp is not None:
+        adv = adv * torch.exp(logp.detach() - old_logp)
     surrogate = (adv * logp).mean()
     kl = (logp.detach() - ref_logp).mean()
     return surrogate, kl
@@ -153,12 +201,10 @@ def pmle_batch_loss(models: Models, batch: OfflinePairBatch, settings: PmleSetti
 
 
 def online_pair_logprobs(model, batch: OnlinePairBatch) -> tuple[Tensor, Tensor]:
-    """Sequence log-probs of both sampled responses at the sampling temperature."""
-    o1 = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response1_ids, batch.response1_mask,
-                           batch.temperature)
-    o2 = sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response2_ids, batch.response2_mask,
-                           batch.temperature)
-    return o1["logp"], o2["logp"]
+    """Sequence log-probs of both sampled responses at the sampling temperature (one forward)."""
+    rows = stack_responses(batch.prompt_ids, batch.prompt_mask, batch.response1_ids, batch.response1_mask,
+                           batch.response2_ids, batch.response2_mask)
+    return sequence_logprobs(model, *rows, batch.temperature)["logp"].chunk(2)
 
 
 def distill_batch_loss(models: Models, batch: OnlinePairBatch, settings: DistillSettings) -> tuple[Tensor, dict]:
@@ -170,7 +216,8 @@ def distill_batch_loss(models: Models, batch: OnlinePairBatch, settings: Distill
     if settings.beta != 0:
         logp = torch.stack([logp1, logp2], dim=1).view(-1)
         ref = torch.stack([batch.ref1, batch.ref2], dim=1).view(-1)
-        sur, kl = kl_penalty_surrogate(logp, ref, settings.beta, 2, settings.kl_baseline)
+        old = torch.stack([batch.old1, batch.old2], dim=1).view(-1)
+        sur, kl = kl_penalty_surrogate(logp, ref, settings.beta, 2, settings.kl_baseline, old_logp=old)
         loss = loss + sur
         metrics["kl"] = kl
     metrics["loss"] = loss.detach()
@@ -178,11 +225,15 @@ def distill_batch_loss(models: Models, batch: OnlinePairBatch, settings: Distill
 
 
 def rebel_batch_loss(models: Models, batch: OnlinePairBatch, settings: RebelSettings) -> tuple[Tensor, dict]:
-    """Eq. (10) on KL-shaped rewards (eq. 1), anchored at the sampler's or pi_0's log-probs."""
-    r1 = shaped_reward(batch.score1, batch.old1, batch.ref1, settings.beta, 0.0)
-    r2 = shaped_reward(batch.score2, batch.old2, batch.ref2, settings.beta, 0.0)
-    sampler_anchor = settings.rebel_anchor == "sampler"
-    anchor1, anchor2 = (batch.old1, batch.old2) if sampler_anchor else (batch.ref1, batch.ref2)
+    """REBEL. ``rebel_anchor: sampler`` (Gao et al.'s code): log-ratios against pi_t regressed on the
+    KL-shaped rewards R - beta (ln pi_t - ln pi_0) (eq. 1). ``reference``: eq. (10) as printed,
+    log-ratios against pi_0 regressed on the plain scores (beta unused)."""
+    if settings.rebel_anchor == "sampler":
+        r1 = shaped_reward(batch.score1, batch.old1, batch.ref1, settings.beta, 0.0)
+        r2 = shaped_reward(batch.score2, batch.old2, batch.ref2, settings.beta, 0.0)
+        anchor1, anchor2 = batch.old1, batch.old2
+    else:
+        r1, r2, anchor1, anchor2 = batch.score1, batch.score2, batch.ref1, batch.ref2
     logp1, logp2 = online_pair_logprobs(models.policy, batch)
     loss = rebel_loss(logp1, logp2, anchor1, anchor2, r1, r2, settings.eta).mean()
     return loss, {"loss": loss.detach()}

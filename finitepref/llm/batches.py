@@ -46,7 +46,11 @@ class Batch:
 
     def n_tokens(self) -> int:
         """Real tokens in every ``*_mask`` field."""
-        return int(sum(getattr(self, f.name).sum() for f in dataclasses.fields(self) if f.name.endswith("_mask")))
+        return int(self.token_count())
+
+    def token_count(self) -> Tensor:
+        """:meth:`n_tokens` as a tensor on the batch's device (no host-device synchronisation)."""
+        return sum(getattr(self, f.name).sum() for f in dataclasses.fields(self) if f.name.endswith("_mask"))
 
 
 @dataclass
@@ -65,6 +69,10 @@ class PairBatch(Batch):
     chosen_mask: Tensor
     rejected_ids: Tensor
     rejected_mask: Tensor
+    ref_chosen: Tensor | None = None
+    """pi_0's sequence log-probs of the chosen responses, when computed once for the whole batch."""
+    ref_rejected: Tensor | None = None
+    """pi_0's sequence log-probs of the rejected responses (with ``ref_chosen``)."""
 
 
 @dataclass
@@ -86,10 +94,10 @@ class OfflinePairBatch(PairBatch):
 
     online: SampleGroup | None = None
 
-    def n_tokens(self) -> int:
+    def token_count(self) -> Tensor:
         """Real tokens of the pairs, plus those of the sampled responses."""
-        extra = int(self.online.response_mask.sum()) if self.online is not None else 0
-        return super().n_tokens() + extra
+        extra = self.online.response_mask.sum() if self.online is not None else 0
+        return super().token_count() + extra
 
 
 @dataclass

@@ -49,6 +49,10 @@ class ModelConfig:
     """Passed to ``from_pretrained``."""
     attn_implementation: str | None = None
     """e.g. ``flash_attention_2``; ``None`` lets transformers choose."""
+    unfrozen_layers: int | None = None
+    """Train only the top N decoder blocks (with the final norm and the output layer); embeddings
+    and the lower blocks are frozen and shared with the reference pi_0, which copies only the
+    trained modules (Gao et al.'s LLaMA-3 runs: 4). ``None`` trains every weight."""
     family: str | None = None
     """Hub id of the architecture (e.g. ``EleutherAI/pythia-1.4b-deduped``), used by ``--dry-run``'s
     memory estimate when ``name`` is a local directory that does not exist yet."""
@@ -69,7 +73,9 @@ class LoraConfig:
     bias: str = "none"
     """Which biases to train: ``none``, ``all`` or ``lora_only``."""
     target_modules: list[str] | None = None
-    """Module names to adapt; ``None`` means all linear layers (peft's ``all-linear``)."""
+    """Module names to adapt; ``None`` or ``[all-linear]`` means every linear layer of the blocks
+    (peft's ``all-linear``). The Table 5 configs use ``[query_key_value]``, peft's default for
+    GPT-NeoX, which Gao et al.'s TL;DR code (REBEL) leaves in place."""
 
 
 @dataclass
@@ -86,8 +92,19 @@ class RewardConfig:
     ``remote_code`` (a model whose forward returns the reward, e.g. ``openbmb/Eurus-RM-7b``)."""
     dtype: str = "float32"
     """Parameter dtype of the reward model."""
+    input_format: str = "auto"
+    """How (prompt, response) reach the reward model: ``auto`` (the policy's tokens when the
+    tokenizers match; otherwise both texts decoded and re-encoded with the reward tokenizer, EOS
+    appended) or ``eurus`` (Eurus-RM-7b's model-card form ``<s>[INST] {prompt} [/INST] {response}``:
+    the raw prompt text, BOS, no EOS, as Gao et al.'s UltraFeedback code scores it)."""
+    max_length: int = 2048
+    """Longest reward-model input with ``input_format: eurus`` (left-truncated; reference: 2048)."""
     trust_remote_code: bool = False
     """Passed to ``from_pretrained`` (Eurus-RM-7b needs it)."""
+    scale: float = 1.0
+    """Factor applied to the (normalised) score before the missing-EOS rule. UltraFeedback: 1/1000,
+    as Gao et al.'s code divides Eurus-RM scores by ``reward_reg = 1000`` before Gamma and the KL
+    term (REBEL ``src/ultrafeedback/rebel.py``)."""
     missing_eos_penalty: float | None = -1.0
     """Score given to responses without EOS (TL;DR: -1, Huang et al. 2024; Table 6's Gamma: -4).
     ``None`` disables the rule."""
@@ -96,6 +113,8 @@ class RewardConfig:
     ``reward_normalization.json`` next to the model."""
     seed: int = 0
     """Initialisation seed of a ``tiny:`` reward model."""
+    batch_size: int | None = None
+    """Rows per reward-model forward when scoring rollouts; ``None``: all at once."""
 
 
 @dataclass
@@ -110,7 +129,7 @@ class DataConfig:
     split: str = "train"
     """Split of a hub dataset."""
     eval_split: str | None = None
-    """Split used by ``evaluate``; ``None`` means ``test``-like default of the schema."""
+    """Deprecated: use ``eval.split`` (read when ``eval.split`` is unset)."""
     max_samples: int | None = None
     """Use only the first rows (after loading)."""
     max_prompt_length: int = 512
@@ -146,6 +165,9 @@ class GenerationConfig:
     """Sample exactly ``max_new_tokens`` tokens, ignoring EOS (Huang et al. 2024)."""
     truncate_after_eos: bool = True
     """Replace everything after the first EOS with padding."""
+    batch_size: int | None = None
+    """Rows per generation call (and per forward of the rollout's log-probs); ``None``: all of a
+    process's rollout at once. Samples do not depend on it (seeded per example)."""
 
 
 @dataclass
@@ -158,8 +180,9 @@ class AlgorithmConfig:
     """
 
     name: str = "distill"
-    """One of ``sft``, ``reward`` (eq. 9), ``dpo`` (eq. 6), ``pmle`` (eq. 5), ``distill`` (eqs. 11-12),
-    ``rebel`` (eq. 10), ``rlhf`` (eq. 1, PPO), ``reverse_kl`` (eq. 16, PPO)."""
+    """One of ``sft``, ``reward`` (eq. 9), ``dpo`` (eq. 6), ``ipo`` (Azar et al. 2023), ``chipo``
+    (Huang et al. 2024), ``pmle`` (eq. 5), ``distill`` (eqs. 11-12), ``rebel`` (eq. 10), ``rlhf``
+    (eq. 1, PPO), ``reverse_kl`` (eq. 16, PPO)."""
     settings: Any = None
     """The algorithm's settings dataclass; ``None`` takes its defaults."""
 
@@ -186,7 +209,9 @@ class TrainConfig:
     """Optimisation."""
 
     seed: int = 1
-    """Seeds python, numpy, torch (each process adds its rank for sampling)."""
+    """Seeds python, numpy, torch (the same on every process). Online sampling is seeded per example by
+    (seed, iteration, position in the global batch, sample), so a run samples the same responses on
+    any number of processes."""
     lr: float = 3e-6
     """Peak learning rate (AdamW)."""
     schedule: str = "linear"
@@ -197,6 +222,8 @@ class TrainConfig:
     """AdamW weight decay."""
     adam_eps: float = 1e-5
     """AdamW epsilon."""
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW (beta1, beta2); Gao et al.'s LLaMA-3 runs: [0.9, 0.95]."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping; ``None`` disables."""
     batch_size: int = 64
@@ -238,7 +265,22 @@ class EvalConfig:
     """Evaluation (Table 2's columns)."""
 
     num_samples: int = 600
-    """Prompts to evaluate."""
+    """Prompts to evaluate, drawn at random (seed ``eval.seed``) from the evaluation split; the rows
+    drawn are written to ``eval_samples.csv`` (Section 6.1: "600 randomly selected samples")."""
+    source: str | None = None
+    """Prompts with reference responses, the same for every algorithm: hub id or local file; ``None``
+    means the TL;DR SFT set (``tiny`` for tiny data)."""
+    schema: str | None = None
+    """Row schema of ``eval.source`` (``None`` infers it, as for ``data.schema``)."""
+    split: str | None = None
+    """Split of ``eval.source``; ``None`` means ``test`` (``eval`` for tiny data)."""
+    temperature: float = 0.01
+    """Sampling temperature of the evaluated responses, and of the log-probs of the KL column, for
+    every algorithm (the reference code evaluates at 0.01; Table 5's 0.7 / 0.01 are training
+    temperatures)."""
+    judge_prompt: str = "tldr"
+    """Judge prompt template: a file name in ``finitepref/llm/judge_prompts`` (without ``.txt``) or a
+    path; it holds ``{post}``, ``{a}`` and ``{b}`` and asks for a one-letter answer."""
     judge: str = "reward-model"
     """``reward-model`` or ``openai`` (an OpenAI-compatible chat endpoint)."""
     judge_model: str = "gpt-4"
@@ -498,21 +540,24 @@ def _among(*choices):
 
 
 _RULES = {
-    "model.dtype": _among("float32", "bfloat16", "float16"),
+    "model.dtype": _among("float32", "bfloat16", "float16"), "model.unfrozen_layers": _at_least(1),
     "lora.r": _at_least(1), "lora.alpha": _above(0), "lora.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "reward.kind": _among("sequence_classification", "remote_code"),
-    "reward.dtype": _among("float32", "bfloat16", "float16"),
+    "reward.input_format": _among("auto", "eurus"), "reward.max_length": _at_least(2),
+    "reward.dtype": _among("float32", "bfloat16", "float16"), "reward.scale": _above(0),
     "data.max_samples": _at_least(1), "data.max_prompt_length": _at_least(1),
     "data.max_response_length": _at_least(1), "data.tiny_size": _at_least(1),
     "generation.backend": _among("hf", "vllm"), "generation.max_new_tokens": _at_least(1),
     "generation.min_new_tokens": _at_least(0), "generation.temperature": _above(0),
-    "generation.top_k": _at_least(0), "generation.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "generation.top_k": _at_least(0), "generation.batch_size": _at_least(1), "reward.batch_size": _at_least(1),
+    "generation.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "train.lr": _above(0), "train.schedule": _among("linear", "cosine", "constant"),
     "train.warmup_steps": _at_least(0), "train.weight_decay": _at_least(0), "train.adam_eps": _above(0),
     "train.max_grad_norm": _above(0), "train.batch_size": _at_least(1), "train.micro_batch_size": _at_least(1),
     "train.epochs": _above(0), "train.total_episodes": _at_least(1), "train.max_steps": _at_least(0),
     "train.save_every": _at_least(0), "train.keep_last": _at_least(1),
     "log.every": _at_least(1), "eval.num_samples": _at_least(1), "eval.batch_size": _at_least(1),
+    "eval.temperature": _above(0),
 }
 """``section.field -> (check, what is expected)``, applied by :func:`validate`."""
 
@@ -543,6 +588,10 @@ def _check_consistency(cfg: Config) -> None:
     if record.needs_value_head and cfg.reward.kind != "sequence_classification":
         raise ConfigError(f"{record.name}'s value model is initialised from a sequence-classification reward "
                           f"model; got reward.kind={cfg.reward.kind!r}")
+    if len(train.adam_betas) != 2 or not all(0 <= b < 1 for b in train.adam_betas):
+        raise ConfigError(f"train.adam_betas must be two numbers in [0, 1), got {train.adam_betas!r}")
+    if cfg.model.unfrozen_layers and cfg.lora.enabled:
+        raise ConfigError("model.unfrozen_layers and lora.enabled exclude each other")
     mini = getattr(cfg.algorithm.settings, "num_mini_batches", 1)
     if train.batch_size % mini:
         raise ConfigError(f"train.batch_size={train.batch_size} must be divisible by algorithm.num_mini_batches={mini}")

@@ -343,12 +343,22 @@ def pad(seqs: list[list[int]], pad_id: int, side: str, length: int | None = None
     return ids, mask
 
 
+def plain_prompt(prompt) -> str:
+    """The prompt as plain text: a string as it is, a chat-message list as its last user message."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m["content"] for m in prompt if m.get("role") == "user"]
+    return users[-1] if users else "\n".join(m["content"] for m in prompt)
+
+
 class Encoded:
-    """Pre-tokenised rows: lists of token ids, padded on demand by :meth:`batch`."""
+    """Pre-tokenised rows: lists of token ids, padded on demand by :meth:`batch`; ``prompt_texts``
+    keeps each prompt as plain text (for reward models with their own input format)."""
 
     def __init__(self, records: Records, tokenizer, cfg: DataConfig, data_kind: str):
         self.data_kind = data_kind
         self.pad_id = tokenizer.pad_token_id
+        self.prompt_texts = [plain_prompt(r["prompt"]) for r in records.rows]
         self.prompts = [encode_prompt(tokenizer, r["prompt"], cfg.max_prompt_length) for r in records.rows]
         self.cols: dict[str, list[list[int]]] = {}
         names = {DataKind.SFT: ["response"], DataKind.PREFERENCE: ["chosen", "rejected"],

@@ -8,8 +8,13 @@ estimate of the sequence-level KL); the win-rate compares the sampled response w
 reference response through a :class:`PairwiseJudge`:
 
 * :class:`RewardModelJudge` -- the response with the higher reward wins (ties count one half);
-* :class:`OpenAIJudge` -- an OpenAI-compatible chat-completions endpoint (e.g. GPT-4) with a TL;DR
-  comparison prompt; A/B order is shuffled per comparison. Uses :mod:`urllib` only.
+* :class:`OpenAIJudge` -- an OpenAI-compatible chat-completions endpoint (e.g. GPT-4) with a
+  comparison prompt read from a template file (``eval.judge_prompt``); A/B order is randomised per
+  comparison (seeded) and the one-letter answer is parsed strictly. Uses :mod:`urllib` only.
+
+Every algorithm is evaluated on the same prompts and reference responses (``eval.source``, by
+default the TL;DR SFT set's test split), ``eval.num_samples`` of them drawn at random with the
+recorded seed ``eval.seed``, at one temperature ``eval.temperature`` (default 0.01).
 
 Results are written as CSV: one row per prompt (``samples.csv``) and a one-row summary.
 """
@@ -29,26 +34,29 @@ from typing import Callable
 import torch
 
 from .config import Config
-from .data import Encoded, load_records
+from .data import TLDR_SFT, Encoded, load_records
 from .logprobs import sequence_logprobs
-from .models import Sampler, load_causal_lm, load_reward_model, load_tokenizer
+from .models import Sampler, example_seed, load_causal_lm, load_reward_model, load_tokenizer
 from .registry import DataKind
 
-JUDGE_PROMPT = """You will compare two candidate summaries of the same Reddit post.
-Prefer the summary that states the post's central points faithfully and compactly; penalise
-invented facts, missing key information, and filler.
+JUDGE_PROMPTS = Path(__file__).parent / "judge_prompts"
+"""Shipped judge prompt templates (``eval.judge_prompt``)."""
 
-Post:
-{post}
 
-Summary A:
-{a}
-
-Summary B:
-{b}
-
-Write one short sentence explaining your comparison. Then, on the final line, write exactly
-"Preferred: A" or "Preferred: B"."""
+def load_judge_prompt(name_or_path: str = "tldr") -> str:
+    """The template ``judge_prompts/<name>.txt``, or the file at ``name_or_path``; it must hold
+    ``{post}``, ``{a}`` and ``{b}``."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = JUDGE_PROMPTS / f"{name_or_path}.txt"
+    if not path.is_file():
+        shipped = ", ".join(sorted(q.stem for q in JUDGE_PROMPTS.glob("*.txt")))
+        raise ValueError(f"eval.judge_prompt={name_or_path!r}: no such file; shipped: {shipped}")
+    text = path.read_text(encoding="utf-8")
+    missing = [k for k in ("{post}", "{a}", "{b}") if k not in text]
+    if missing:
+        raise ValueError(f"judge prompt {path} lacks {', '.join(missing)}")
+    return text
 
 
 class PairwiseJudge:
@@ -76,14 +84,10 @@ class RewardModelJudge(PairwiseJudge):
 
 
 def parse_verdict(text: str) -> str | None:
-    """'A' or 'B' from the judge's answer: the last ``Preferred: X``, else a final line ``A``/``B``."""
-    hits = re.findall(r"preferred\s*[:\-]\s*\**\s*([AB])\b", text, flags=re.IGNORECASE)
-    if hits:
-        return hits[-1].upper()
-    lines = [ln.strip().strip("*.\"' ") for ln in text.strip().splitlines() if ln.strip()]
-    if lines and lines[-1].upper() in ("A", "B"):
-        return lines[-1].upper()
-    return None
+    """'A' or 'B' when the judge's whole answer is that one letter (optionally followed by a period);
+    anything else is unparseable (``None``: the comparison counts as unjudged)."""
+    match = re.fullmatch(r"\s*([AB])\s*\.?\s*", text or "")
+    return match.group(1) if match else None
 
 
 def urllib_transport(url: str, headers: dict, body: bytes, timeout: float = 60.0) -> dict:
@@ -107,6 +111,8 @@ class OpenAIJudge(PairwiseJudge):
     seed: int = 0
     transport: Callable[[str, dict, bytes], dict] = urllib_transport
     temperature: float = 0.0
+    prompt: str | None = None
+    """The template (``{post}``, ``{a}``, ``{b}``); ``None`` loads the shipped ``tldr`` one."""
 
     def build_request(self, post: str, a: str, b: str) -> tuple[str, dict, bytes]:
         base = (self.endpoint or os.environ.get("FINITEPREF_JUDGE_URL") or "https://api.openai.com/v1").rstrip("/")
@@ -117,8 +123,9 @@ class OpenAIJudge(PairwiseJudge):
         body = {
             "model": self.model,
             "temperature": self.temperature,
-            "messages": [{"role": "user", "content": JUDGE_PROMPT.format(post=post.strip(), a=a.strip(),
-                                                                           b=b.strip())}],
+            "max_tokens": 2,
+            "messages": [{"role": "user", "content": (self.prompt or load_judge_prompt()).format(
+                post=post.strip(), a=a.strip(), b=b.strip())}],
         }
         return f"{base}/chat/completions", headers, json.dumps(body).encode("utf-8")
 
@@ -152,26 +159,29 @@ def _load_any_policy(path: str, dtype: str = "float32"):
 
 @torch.no_grad()
 def _sample_and_score(cfg: Config, policy, reference, rm, sampler, tok, recs, enc, dev) -> list[dict]:
-    """One row per prompt: the policy's sample, its RM score, the reference response's score, and
-    the sequence log-ratio ln pi(a|x) - ln pi_0(a|x) (whose mean estimates KL(pi || pi_0))."""
-    temp = cfg.generation.temperature
+    """One row per prompt: the policy's sample at ``eval.temperature``, its RM score, the reference
+    response's score, and the sequence log-ratio ln pi(a|x) - ln pi_0(a|x) at that temperature (whose
+    mean estimates KL(pi_T || pi_0,T), the reference code's KL column)."""
+    temp = cfg.eval.temperature
     rows = []
     for start in range(0, len(enc), cfg.eval.batch_size):
         idx = list(range(start, min(len(enc), start + cfg.eval.batch_size)))
         columns = {k: v.to(dev) for k, v in enc.batch(idx).items()}
         prompt_ids, prompt_mask = columns["prompt_ids"], columns["prompt_mask"]
-        r_ids, r_mask = sampler.sample(policy, prompt_ids, prompt_mask)
+        seeds = [example_seed(cfg.eval.seed, recs.rows[i]["row"]) for i in idx]
+        r_ids, r_mask = sampler.sample(policy, prompt_ids, prompt_mask, temp, seeds=seeds)
         lp = sequence_logprobs(policy, prompt_ids, prompt_mask, r_ids, r_mask, temp)["logp"]
         lr = sequence_logprobs(reference, prompt_ids, prompt_mask, r_ids, r_mask, temp)["logp"]
-        score = rm.scores(prompt_ids, prompt_mask, r_ids, r_mask)
-        ref_score = (rm.scores(prompt_ids, prompt_mask, columns["response_ids"], columns["response_mask"])
-                     if "response_ids" in columns else torch.full_like(score, float("nan")))
+        texts = [enc.prompt_texts[i] for i in idx]
+        score = rm.scores(prompt_ids, prompt_mask, r_ids, r_mask, texts)
+        ref_score = rm.scores(prompt_ids, prompt_mask, columns["response_ids"], columns["response_mask"], texts)
         for k, i in enumerate(idx):
             prompt = recs.rows[i]["prompt"]
             rows.append({
+                "row": recs.rows[i]["row"],
                 "prompt": prompt if isinstance(prompt, str) else json.dumps(prompt),
                 "response": tok.decode(r_ids[k][r_mask[k].bool()], skip_special_tokens=True),
-                "reference_response": recs.rows[i].get("response", ""),
+                "reference_response": recs.rows[i]["response"],
                 "rm_score": float(score[k]), "reference_rm_score": float(ref_score[k]),
                 "kl": float(lp[k] - lr[k]),
             })
@@ -184,6 +194,7 @@ def _verdicts(cfg: Config, rows: list[dict], judge: str, transport) -> list:
     if judge == "openai":
         j = OpenAIJudge(model=cfg.eval.judge_model, endpoint=cfg.eval.judge_endpoint,
                         api_key_env=cfg.eval.judge_api_key_env, seed=cfg.eval.seed,
+                        prompt=load_judge_prompt(cfg.eval.judge_prompt),
                         **({"transport": transport} if transport else {}))
         return j([r["prompt"] for r in rows], [r["response"] for r in rows], [r["reference_response"] for r in rows])
     raise ValueError(f"unknown judge {judge!r}; use reward-model or openai")
@@ -201,6 +212,24 @@ def _write_csvs(out: Path, summary: dict, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def eval_records(cfg: Config):
+    """(records, data config) of the evaluation prompts: ``eval.num_samples`` rows of ``eval.source``
+    (default: the TL;DR SFT set, whatever the algorithm trained on) drawn at random with
+    ``eval.seed``, in their dataset order; each row keeps its dataset index as ``row``."""
+    from dataclasses import replace
+
+    tiny = cfg.data.source == "tiny"
+    source = cfg.eval.source or ("tiny" if tiny else TLDR_SFT)
+    split = cfg.eval.split or cfg.data.eval_split or ("eval" if source == "tiny" else "test")
+    dcfg = replace(cfg.data, source=source, schema=cfg.eval.schema, max_samples=None)
+    recs = load_records(dcfg, DataKind.SFT, split=split, seed=cfg.train.seed)
+    n = len(recs.rows)
+    chosen = range(n) if n <= cfg.eval.num_samples else sorted(random.Random(cfg.eval.seed).sample(range(n),
+                                                                                                 cfg.eval.num_samples))
+    recs.rows = [{**recs.rows[i], "row": i} for i in chosen]
+    return recs, dcfg
+
+
 @torch.no_grad()
 def evaluate(cfg: Config, policy_path: str, reference_path: str, judge: str = "reward-model",
              out_csv: str | None = None, transport=None) -> dict:
@@ -213,12 +242,8 @@ def evaluate(cfg: Config, policy_path: str, reference_path: str, judge: str = "r
     reference.to(dev)
     rm = load_reward_model(cfg.reward, tok)
     rm.model.to(dev)
-    from dataclasses import replace
-
-    dcfg = replace(cfg.data, max_samples=cfg.eval.num_samples)
-    split = cfg.data.eval_split or ("test" if cfg.data.source != "tiny" else "eval")
-    recs = load_records(dcfg, DataKind.PROMPT, split=split, seed=cfg.train.seed)
-    enc = Encoded(recs, tok, dcfg, DataKind.PROMPT)
+    recs, dcfg = eval_records(cfg)
+    enc = Encoded(recs, tok, dcfg, DataKind.SFT)
     sampler = Sampler(cfg.generation, tok)
     if cfg.generation.backend == "vllm":
         import vllm  # lazily: optional dependency
@@ -233,6 +258,7 @@ def evaluate(cfg: Config, policy_path: str, reference_path: str, judge: str = "r
     judged = [v for v in verdicts if v is not None]
     summary = {
         "policy": policy_path, "reference": reference_path, "judge": judge, "n": len(rows),
+        "eval_source": recs.origin, "selection_seed": cfg.eval.seed, "temperature": cfg.eval.temperature,
         "win_rate": sum(judged) / len(judged) if judged else float("nan"), "n_judged": len(judged),
         "rm_score": sum(r["rm_score"] for r in rows) / len(rows),
         "kl": sum(r["kl"] for r in rows) / len(rows),

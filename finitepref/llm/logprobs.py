@@ -2,8 +2,9 @@ r"""Sequence log-probabilities :math:`\ln\pi(a\mid x) = \sum_t \ln\pi(a_t\mid x,
 
 One padded forward of the concatenation [prompt; response]: prompts are moved to left padding,
 responses to right padding (so the real tokens are contiguous), position ids count real tokens
-only, logits are shifted by one, divided by the sampling temperature, log-softmaxed, gathered at
-the response tokens and masked.
+only; the output layer runs on the response positions only (``logits_to_keep``), logits are
+shifted by one, divided by the sampling temperature, log-softmaxed, gathered at the response
+tokens and masked. :func:`stack_responses` puts both responses of a pair in one batch.
 
 :func:`enumerate_logprobs` evaluates the exact log-probabilities of *every* response of a fixed
 length over an allowed token set (the bridge to the exact toy core).
@@ -41,8 +42,44 @@ def concat(prompt_ids, prompt_mask, response_ids, response_mask):
     return ids, mask, pos, r_ids, r_mask
 
 
-def forward_logits(model, ids: Tensor, mask: Tensor, pos: Tensor) -> Tensor:
-    return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits
+def _keeps_logits(model) -> bool:
+    """Whether the (unwrapped) model's forward takes ``logits_to_keep`` (transformers causal LMs)."""
+    import inspect
+
+    inner = getattr(model, "module", model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    try:
+        return "logits_to_keep" in inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def forward_logits(model, ids: Tensor, mask: Tensor, pos: Tensor, keep: int = 0) -> Tensor:
+    """Logits of every position, or (``keep > 0`` and supported) of the last ``keep`` positions only:
+    the output layer then runs on those positions alone."""
+    extra = {"logits_to_keep": keep} if keep and _keeps_logits(model) else {}
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **extra).logits
+    return logits[:, -keep:] if keep else logits
+
+
+def pad_to(ids: Tensor, mask: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Right-pad ``(ids, mask)`` with masked zeros to ``length`` columns."""
+    extra = length - ids.shape[1]
+    if extra <= 0:
+        return ids, mask
+    return F.pad(ids, (0, extra)), F.pad(mask, (0, extra))
+
+
+def stack_responses(prompt_ids, prompt_mask, first_ids, first_mask, second_ids, second_mask):
+    """Both responses of each pair as one batch: ``[prompts; prompts]`` and ``[first; second]``, the
+    responses right-padded to a common width (one forward instead of two)."""
+    first_ids, first_mask = to_right_padding(first_ids, first_mask)
+    second_ids, second_mask = to_right_padding(second_ids, second_mask)
+    width = max(first_ids.shape[1], second_ids.shape[1])
+    first_ids, first_mask = pad_to(first_ids, first_mask, width)
+    second_ids, second_mask = pad_to(second_ids, second_mask, width)
+    return (torch.cat([prompt_ids, prompt_ids]), torch.cat([prompt_mask, prompt_mask]),
+            torch.cat([first_ids, second_ids]), torch.cat([first_mask, second_mask]))
 
 
 def sequence_logprobs(
@@ -72,19 +109,43 @@ def sequence_logprobs(
     ``entropy`` (B, T).
     """
     ids, mask, pos, r_ids, r_mask = concat(prompt_ids, prompt_mask, response_ids, response_mask)
-    P, T = prompt_ids.shape[1], response_ids.shape[1]
-    logits = forward_logits(model, ids, mask, pos)[:, P - 1: P + T - 1]
+    T = response_ids.shape[1]
+    logits = forward_logits(model, ids, mask, pos, keep=T + 1)[:, :T]  # the positions predicting the response
+    tok, entropy = [], []
+    for start in range(0, T, LOGPROB_CHUNK):
+        part = (logits[:, start:start + LOGPROB_CHUNK], r_ids[:, start:start + LOGPROB_CHUNK])
+        if torch.is_grad_enabled() and logits.requires_grad:  # recompute the float32 chunk in backward
+            from torch.utils.checkpoint import checkpoint
+
+            t, e = checkpoint(_chunk_logprobs, *part, temperature, with_entropy, use_reentrant=False)
+        else:
+            t, e = _chunk_logprobs(*part, temperature, with_entropy)
+        tok.append(t)
+        entropy.append(e)
+    tok = torch.cat(tok, dim=1)
+    m = r_mask.to(tok.dtype)
+    out = {"token_logp": tok * m, "logp": (tok * m).sum(-1), "mask": r_mask}
+    if with_entropy:
+        out["entropy"] = torch.cat(entropy, dim=1) * m
+    return out
+
+
+LOGPROB_CHUNK = 64
+"""Response positions per float32 log-softmax chunk (:func:`sequence_logprobs`): at most
+``rows x LOGPROB_CHUNK x vocabulary`` float32 values exist at once, forward or backward."""
+
+
+def _chunk_logprobs(logits: Tensor, ids: Tensor, temperature: float, with_entropy: bool):
+    """Token log-probs (and entropies, else a dummy) of one chunk of positions, in float32 at least."""
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     logits = logits / temperature
     logz = torch.logsumexp(logits, dim=-1)
-    tok = logits.gather(-1, r_ids.unsqueeze(-1)).squeeze(-1) - logz
-    m = r_mask.to(tok.dtype)
-    out = {"token_logp": tok * m, "logp": (tok * m).sum(-1), "mask": r_mask}
-    if with_entropy:
-        p_log = logits - logz.unsqueeze(-1)
-        out["entropy"] = -(p_log.exp() * p_log).sum(-1) * m
-    return out
+    tok = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - logz
+    if not with_entropy:
+        return tok, tok.new_zeros(())
+    p_log = logits - logz.unsqueeze(-1)
+    return tok, -(p_log.exp() * p_log).sum(-1)
 
 
 def enumerate_logprobs(

@@ -51,12 +51,35 @@ def param_count(arch: Arch, lm_head: bool = True) -> int:
     return emb + arch.layers * per_layer + head + 2 * arch.hidden
 
 
-def lora_count(arch: Arch, r: int) -> int:
-    """Adapters on every linear layer of the blocks (peft ``all-linear``)."""
-    hidden, kv = arch.hidden, arch.kv_dim
-    shapes = [(hidden, hidden), (hidden, kv), (hidden, kv), (hidden, hidden)]
-    shapes += [(arch.hidden, arch.intermediate)] * (2 if arch.gated else 1) + [(arch.intermediate, arch.hidden)]
-    return arch.layers * sum(r * (i + o) for i, o in shapes)
+def _linear_shapes(arch: Arch) -> dict[str, tuple[int, int]]:
+    """(in, out) of each linear layer of a block, by module name (GPT-NeoX or LLaMA/Mistral)."""
+    h, kv, inter = arch.hidden, arch.kv_dim, arch.intermediate
+    if arch.gated:
+        return {"q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+                "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h)}
+    return {"query_key_value": (h, h + 2 * kv), "dense": (h, h), "dense_h_to_4h": (h, inter),
+            "dense_4h_to_h": (inter, h)}
+
+
+def lora_count(arch: Arch, r: int, target_modules: list[str] | None = None) -> int:
+    """Adapter parameters: r (in + out) per adapted linear layer of every block. ``None`` or
+    ``["all-linear"]`` adapts every linear layer of the blocks (peft's ``all-linear``, which leaves
+    the output layer out)."""
+    shapes = _linear_shapes(arch)
+    names = list(shapes) if target_modules in (None, ["all-linear"]) else [n for n in target_modules if n in shapes]
+    return arch.layers * sum(r * sum(shapes[n]) for n in names)
+
+
+def layer_count(arch: Arch) -> int:
+    """Parameters of one decoder block."""
+    return sum(i * o for i, o in _linear_shapes(arch).values()) + 4 * arch.hidden
+
+
+def top_layers_count(arch: Arch, n_layers: int) -> int:
+    """Trainable parameters with ``model.unfrozen_layers = n``: the top blocks, the final norm and
+    the output layer (embeddings and the lower blocks frozen, as in Gao et al.'s LLaMA runs)."""
+    head = 0 if arch.tied else arch.vocab * arch.hidden
+    return n_layers * layer_count(arch) + head + 2 * arch.hidden
 
 
 def _arch_of(name: str | None) -> Arch | None:
@@ -85,6 +108,40 @@ def _arch_of(name: str | None) -> Arch | None:
     return None
 
 
+def _trainable(cfg: Config, arch: Arch, n: int) -> int:
+    record = cfg.algorithm.record
+    if cfg.lora.enabled and record.adapters:
+        return lora_count(arch, cfg.lora.r, cfg.lora.target_modules)
+    if cfg.model.unfrozen_layers and record.adapters:
+        return top_layers_count(arch, cfg.model.unfrozen_layers)
+    return n
+
+
+def _parts(cfg: Config, arch: Arch) -> tuple[int, int, dict]:
+    """(policy parameters, trainable parameters, GiB per part before any sharding)."""
+    wb, gib, record = BYTES[cfg.model.dtype], 1024**3, cfg.algorithm.record
+    n = param_count(arch)
+    train_n = _trainable(cfg, arch, n)
+    adapters = train_n if (cfg.lora.enabled and record.adapters) else 0
+    parts = {"policy_weights": (n + adapters) * wb / gib, "gradients": train_n * wb / gib,
+             "adam_states": train_n * 8 / gib}
+    if record.needs_reference and not cfg.lora.enabled:
+        shared = cfg.model.unfrozen_layers and record.adapters  # frozen trunk shared: copy of the top only
+        parts["reference_weights"] = (train_n if shared else n) * wb / gib
+    if record.needs_reward_model:
+        ra = _arch_of(cfg.reward.model) or _arch_of(cfg.model.family) or arch
+        rn = param_count(ra, lm_head=False)
+        parts["reward_model_weights"] = rn * BYTES[cfg.reward.dtype] / gib
+        if record.needs_value_head:  # trained in the policy's dtype, all weights
+            parts["value_model_weights"] = rn * wb / gib
+            parts["value_model_grads+adam"] = rn * (wb + 8) / gib
+    seq = cfg.data.max_prompt_length + max(cfg.generation.max_new_tokens, cfg.data.max_response_length)
+    rows = cfg.train.micro_batch_size * record.rows_per_example
+    act_layers = 1 if cfg.model.gradient_checkpointing else arch.layers
+    parts["activations(rough)"] = rows * seq * (arch.hidden * 16 * act_layers + 2 * arch.vocab) * wb / gib
+    return n, train_n, parts
+
+
 def estimate(cfg: Config, num_processes: int = 1) -> dict:
     """Per-process memory estimate (GiB) without ZeRO sharding; ``None`` fields are unknown."""
     arch = _arch_of(cfg.model.name) or _arch_of(cfg.model.family)
@@ -92,29 +149,48 @@ def estimate(cfg: Config, num_processes: int = 1) -> dict:
     if arch is None:
         out["note"] = f"unknown architecture {cfg.model.name!r}: add it to finitepref.llm.memory.ARCHS"
         return out
-    wb = BYTES[cfg.model.dtype]
-    n = param_count(arch)
-    record = cfg.algorithm.record
-    train_n = lora_count(arch, cfg.lora.r) if (cfg.lora.enabled and record.adapters) else n
-    gib = 1024**3
-    parts = {
-        "policy_weights": (n + (train_n if train_n != n else 0)) * wb / gib,
-        "gradients": train_n * wb / gib,
-        "adam_states": train_n * 8 / gib,
-    }
-    if record.needs_reference and not cfg.lora.enabled:
-        parts["reference_weights"] = n * wb / gib
-    if record.needs_reward_model:
-        ra = _arch_of(cfg.reward.model) or _arch_of(cfg.model.family) or arch
-        rn = param_count(ra, lm_head=False)
-        parts["reward_model_weights"] = rn * BYTES[cfg.reward.dtype] / gib
-        if record.needs_value_head:
-            parts["value_model_weights+grads+adam"] = rn * (2 * BYTES[cfg.reward.dtype] + 8) / gib
-    seq = cfg.data.max_prompt_length + max(cfg.generation.max_new_tokens, cfg.data.max_response_length)
-    rows = cfg.train.micro_batch_size * record.rows_per_example
-    act_layers = 1 if cfg.model.gradient_checkpointing else arch.layers
-    parts["activations(rough)"] = rows * seq * (arch.hidden * 16 * act_layers + 2 * arch.vocab) * wb / gib
+    n, train_n, parts = _parts(cfg, arch)
     out.update(policy_params=n, trainable_params=train_n, parts_gib={k: round(v, 2) for k, v in parts.items()},
                total_gib=round(sum(parts.values()), 2), num_processes=num_processes,
                note="per process, without ZeRO/FSDP sharding of gradients and optimiser states")
     return out
+
+
+SHARDINGS = {
+    # accelerate config file -> which parts are divided by the number of processes
+    "ddp.yaml": (),
+    "deepspeed_zero2.yaml": ("gradients", "adam_states", "value_model_grads+adam"),
+    "deepspeed_zero3.yaml": ("policy_weights", "gradients", "adam_states", "value_model_weights",
+                             "value_model_grads+adam"),
+    "fsdp.yaml": ("policy_weights", "gradients", "adam_states", "value_model_weights", "value_model_grads+adam"),
+}
+"""The shipped shardings (``configs/accelerate``): the parts of :func:`estimate` each one splits
+across processes. Frozen copies (a reference without LoRA, the reward model) are not prepared by
+accelerate and stay whole on every process."""
+
+
+def sharding_table(cfg: Config, num_gpus: int = 4, gpu_gib: float = 40.0) -> dict:
+    """Per-GPU GiB under each shipped sharding on ``num_gpus`` GPUs of ``gpu_gib`` (the paper: 4 x
+    A100 40 GB), which of them fit, and a one-line verdict."""
+    arch = _arch_of(cfg.model.name) or _arch_of(cfg.model.family)
+    if arch is None:
+        return {"verdict": f"unknown architecture {cfg.model.name!r}"}
+    parts = _parts(cfg, arch)[2]
+    per_gpu = {name: round(sum(v / num_gpus if k in split else v for k, v in parts.items()), 2)
+               for name, split in SHARDINGS.items()}
+    deepspeed_ok = not cfg.algorithm.record.needs_value_head  # one model per DeepSpeed engine
+    sharded_ok = not cfg.model.unfrozen_layers  # the shared frozen trunk needs whole parameters
+    usable = {k: v for k, v in per_gpu.items() if (deepspeed_ok or "deepspeed" not in k)
+              and (sharded_ok or k in ("ddp.yaml", "deepspeed_zero2.yaml"))}
+    fits = [k for k, v in sorted(usable.items(), key=lambda kv: kv[1]) if v <= gpu_gib]
+    if fits:
+        verdict = f"fits {num_gpus} x {gpu_gib:g} GiB with {', '.join(fits)} (best first)"
+    else:
+        best = min(usable, key=usable.get)
+        verdict = (f"exceeds {gpu_gib:g} GiB per GPU under every usable sharding (lowest: {best}, "
+                   f"{usable[best]} GiB); reduce train.micro_batch_size, LoRA targets or rank")
+    if not deepspeed_ok:
+        verdict += "; DeepSpeed configs unusable (PPO prepares two trained models)"
+    if not sharded_ok:
+        verdict += "; ZeRO-3 and FSDP unusable (model.unfrozen_layers shares the frozen trunk with pi_0)"
+    return {"num_gpus": num_gpus, "gpu_gib": gpu_gib, "per_gpu_gib": per_gpu, "fits": fits, "verdict": verdict}

@@ -80,7 +80,8 @@ def add_lora(model, cfg: LoraConfig):
 
     pcfg = PeftLoraConfig(
         r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, bias=cfg.bias,
-        target_modules=cfg.target_modules or "all-linear", task_type="CAUSAL_LM",
+        target_modules="all-linear" if cfg.target_modules in (None, ["all-linear"]) else cfg.target_modules,
+        task_type="CAUSAL_LM",
     )
     return get_peft_model(model, pcfg)
 
@@ -97,12 +98,48 @@ def load_policy(cfg: Config):
             policy.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
         else:
             policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
-    reference = None
+    reference, frozen = None, []
+    if m.unfrozen_layers and not cfg.lora.enabled:
+        frozen = freeze_lower_layers(policy, m.unfrozen_layers)
     if cfg.lora.enabled:
         policy = add_lora(policy, cfg.lora)
     elif cfg.algorithm.record.needs_reference:
-        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+        reference = shared_copy(policy, frozen).eval().requires_grad_(False)
     return policy, reference, tok
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The model's list of decoder blocks (the ModuleList as long as ``config.num_hidden_layers``)."""
+    n = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"{type(model).__name__}: no list of {n} decoder layers found")
+
+
+def freeze_lower_layers(model, unfrozen: int) -> list:
+    """Freeze the input embeddings and all decoder blocks but the top ``unfrozen`` (the final norm
+    and an untied output layer stay trainable, as in Gao et al.'s ``freeze_bottom_causal_layers``);
+    returns the frozen modules."""
+    layers = decoder_layers(model)
+    if not 1 <= unfrozen <= len(layers):
+        raise ValueError(f"model.unfrozen_layers={unfrozen} must be in [1, {len(layers)}]")
+    frozen = [model.get_input_embeddings(), *layers[:len(layers) - unfrozen]]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
+def shared_copy(model, shared: list):
+    """A deep copy of ``model`` that shares the modules ``shared`` (and their tensors) with it: pi_0
+    as a copy of the trained top only, on the same frozen trunk (no second copy of the frozen part)."""
+    memo = {}
+    for module in shared:
+        for sub in module.modules():
+            memo[id(sub)] = sub
+        for tensor in [*module.parameters(), *module.buffers()]:
+            memo[id(tensor)] = tensor
+    return copy.deepcopy(model, memo)
 
 
 @contextlib.contextmanager
@@ -159,13 +196,40 @@ class RewardModel:
         rid, rm = pad(rs, rt.pad_token_id, "right")
         return pid, pm, rid, rm
 
-    def raw_scores(self, prompt_ids, prompt_mask, response_ids, response_mask) -> torch.Tensor:
+    def eurus_inputs(self, prompt_ids, prompt_mask, response_ids, response_mask, prompt_texts=None):
+        """Right-padded ``(ids, mask)`` of ``<s>[INST] {prompt} [/INST] {response}`` in the reward
+        tokenizer: BOS, no EOS (Eurus-RM-7b's model card; Gao et al. append no EOS either). The
+        prompt is the raw text (``prompt_texts``) or, without it, the policy prompt decoded without
+        special tokens; the response is decoded without special tokens (EOS and pad dropped)."""
+        from .data import pad
+
+        pt, rt = self.policy_tokenizer, self.tokenizer
+        seqs = []
+        for i in range(response_ids.shape[0]):
+            prompt = (prompt_texts[i] if prompt_texts is not None
+                      else pt.decode(prompt_ids[i][prompt_mask[i].bool()], skip_special_tokens=True))
+            response = pt.decode(response_ids[i][response_mask[i].bool()], skip_special_tokens=True)
+            ids = rt(f"[INST] {prompt.strip()} [/INST] {response.strip()}", add_special_tokens=False)["input_ids"]
+            bos = [rt.bos_token_id] if rt.bos_token_id is not None else []
+            seqs.append(bos + list(ids)[-(self.cfg.max_length - len(bos)):])
+        return pad(seqs, rt.pad_token_id if rt.pad_token_id is not None else 0, "right")
+
+    def raw_scores(self, prompt_ids, prompt_mask, response_ids, response_mask, prompt_texts=None) -> torch.Tensor:
+        dev = next((self.scorer or self.model).parameters()).device
+        if self.cfg.input_format == "eurus":
+            ids, mask = (t.to(dev) for t in self.eurus_inputs(prompt_ids, prompt_mask, response_ids, response_mask,
+                                                               prompt_texts))
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            return self._read(ids, mask, pos)
         if not self.same_tokenizer:
             prompt_ids, prompt_mask, response_ids, response_mask = self._retokenize(
                 prompt_ids, prompt_mask, response_ids, response_mask)
-        dev = next((self.scorer or self.model).parameters()).device
         ids, mask, pos, _, _ = concat(prompt_ids.to(dev), prompt_mask.to(dev), response_ids.to(dev),
                                       response_mask.to(dev))
+        return self._read(ids, mask, pos)
+
+    def _read(self, ids, mask, pos) -> torch.Tensor:
+        """The reward at the last attended position of each row."""
         if self.cfg.kind == "remote_code":
             out = self.model(input_ids=ids, attention_mask=mask)
             out = out if torch.is_tensor(out) else getattr(out, "logits", out[0])
@@ -175,8 +239,12 @@ class RewardModel:
         return per_token.gather(-1, last.unsqueeze(-1)).squeeze(-1).float()
 
     @torch.no_grad()
-    def scores(self, prompt_ids, prompt_mask, response_ids, response_mask) -> torch.Tensor:
-        r = self.raw_scores(prompt_ids, prompt_mask, response_ids, response_mask) - self.bias
+    def scores(self, prompt_ids, prompt_mask, response_ids, response_mask, prompt_texts=None) -> torch.Tensor:
+        """(raw - bias) * ``reward.scale``; then responses without EOS score ``missing_eos_penalty``
+        (in the scaled units, as in Gao et al.'s code). ``prompt_texts``: the raw prompts, used by
+        ``reward.input_format: eurus``."""
+        raw = self.raw_scores(prompt_ids, prompt_mask, response_ids, response_mask, prompt_texts)
+        r = (raw - self.bias) * self.cfg.scale
         pen = self.cfg.missing_eos_penalty
         if pen is not None:
             eos = self.policy_tokenizer.eos_token_id
@@ -190,15 +258,19 @@ class TokenScorer(torch.nn.Module):
     every hidden state (the reward is read at the last real token; PPO's values at every token).
     A module of its own so that DDP / FSDP wrap it and gradients synchronise."""
 
-    def __init__(self, net):
+    def __init__(self, net, bias: float = 0.0):
         super().__init__()
         self.net = net
+        # subtracted at every token (not trained, not saved): PPO's value model starts from the reward
+        # model *with* its normalisation, as ScalarModel.forward does in the reference code
+        self.register_buffer("bias", torch.tensor(float(bias)), persistent=False)
 
     def forward(self, input_ids, attention_mask, position_ids):
         h = self.net.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                 use_cache=False).last_hidden_state
         head = getattr(self.net, "score", None) or self.net.classifier
-        return head(h).squeeze(-1)
+        out = head(h).squeeze(-1)
+        return out - self.bias.to(out.dtype)  # exact when the bias is 0
 
 
 def token_scores(scorer, ids, mask, pos) -> torch.Tensor:
@@ -265,11 +337,55 @@ def postprocess(response_ids: torch.Tensor, eos_id: int, pad_id: int, truncate_a
     return ids, mask
 
 
+_M64 = (1 << 64) - 1
+
+
+def example_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from integers (splitmix64 steps): the sampling stream of one example,
+    e.g. ``(train.seed, iteration, global row position, sample index)``."""
+    h = 0x9E3779B97F4A7C15
+    for part in parts:
+        h = ((h ^ (int(part) & _M64)) * 0xBF58476D1CE4E5B9) & _M64
+        h = ((h ^ (h >> 31)) * 0x94D049BB133111EB) & _M64
+        h ^= h >> 29
+    return h & ((1 << 63) - 1)
+
+
+class SeededGumbel:
+    """A logits processor that samples each row from its own generator (Gumbel-max).
+
+    Greedy decoding of ``logits / T`` (restricted by top-k / top-p) plus Gumbel noise drawn from a
+    per-row :class:`torch.Generator` is an exact sample of the tempered distribution. The noise of
+    a row depends only on its seed, so a response does not depend on which other rows share its
+    batch, or on which process samples it.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_k: int = 0, top_p: float = 1.0):
+        self.seeds, self.temperature, self.top_k, self.top_p = list(seeds), temperature, top_k, top_p
+        self.generators = None
+
+    def __call__(self, input_ids, scores):
+        from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+        if self.generators is None:
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        scores = scores.float() / self.temperature
+        if self.top_k:
+            scores = TopKLogitsWarper(self.top_k)(input_ids, scores)
+        if self.top_p < 1.0:
+            scores = TopPLogitsWarper(self.top_p)(input_ids, scores)
+        u = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators])
+        u = u.clamp(min=torch.finfo(u.dtype).tiny, max=1.0 - torch.finfo(u.dtype).eps)
+        return scores - torch.log(-torch.log(u))
+
+
 class Sampler:
     """Sample responses: ``sample(model, prompt_ids, prompt_mask) -> (response_ids, response_mask)``.
 
     With ``disable_eos`` exactly ``max_new_tokens`` tokens are sampled (EOS may be sampled but does
     not stop the sampler), then everything after the first EOS is masked (Huang et al. 2024).
+    With ``seeds`` (one per row, see :func:`example_seed`) each row is sampled from its own stream
+    (:class:`SeededGumbel`); without, from torch's global generator.
     """
 
     def __init__(self, cfg: GenerationConfig, tokenizer):
@@ -278,23 +394,27 @@ class Sampler:
         self._vllm = None
 
     @torch.no_grad()
-    def sample(self, model, prompt_ids, prompt_mask, temperature: float | None = None):
+    def sample(self, model, prompt_ids, prompt_mask, temperature: float | None = None,
+               seeds: list[int] | None = None):
         if self.cfg.backend == "vllm":
             return self._sample_vllm(model, prompt_ids, prompt_mask, temperature)
         from transformers import GenerationConfig as HFGen
 
         c = self.cfg
+        temperature = temperature or c.temperature
+        seeded = seeds is not None
         gen = HFGen(
             max_new_tokens=c.max_new_tokens, min_new_tokens=0 if c.disable_eos else c.min_new_tokens,
-            do_sample=True, temperature=temperature or c.temperature, top_k=c.top_k, top_p=c.top_p,
-            pad_token_id=self.tok.pad_token_id,
+            do_sample=not seeded, temperature=1.0 if seeded else temperature, top_k=0 if seeded else c.top_k,
+            top_p=1.0 if seeded else c.top_p, pad_token_id=self.tok.pad_token_id,
             eos_token_id=None if c.disable_eos else self.tok.eos_token_id,
         )
+        extra = {"logits_processor": [SeededGumbel(seeds, temperature, c.top_k, c.top_p)]} if seeded else {}
         target = getattr(model, "module", model)
         was_training = target.training
         target.eval()
         with _eos_not_stopping(target, c.disable_eos):
-            out = target.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen)
+            out = target.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen, **extra)
         target.train(was_training)
         resp = out[:, prompt_ids.shape[1]:]
         if resp.shape[1] < c.max_new_tokens and c.disable_eos:

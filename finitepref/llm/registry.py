@@ -69,6 +69,9 @@ class Algorithm:
     """The trained network is a scalar-head reward model, not the policy."""
     rows_per_example: int = 1
     """Sequences per example in a forward pass (memory model's activation term)."""
+    pair_reference: bool = False
+    """Its loss uses pi_0's log-probs of the offline pairs: computed once per batch, in one forward,
+    before the micro-batch loop."""
     kl_samples_per_prompt: int = 0
     """Offline stages with an online KL term (eq. 5): policy samples per prompt when beta > 0."""
 
@@ -87,11 +90,17 @@ _ENTRIES = (
     Algorithm("reward", "Reward model (eq. 9)", Loop.OFFLINE, DataKind.PREFERENCE, batches.PairBatch,
               losses.reward_loss, st.NoSettings, trains_reward_model=True, rows_per_example=2),
     Algorithm("dpo", "DPO (eq. 6)", Loop.OFFLINE, DataKind.PREFERENCE, batches.PairBatch, losses.dpo_batch_loss,
-              st.DpoSettings, needs_reference=True, rows_per_example=2),
+              st.DpoSettings, needs_reference=True, rows_per_example=2, pair_reference=True),
+    # beyond the paper (issue 14): the toy core's IPO and chi-PO on the same offline pairs as DPO
+    Algorithm("ipo", "IPO (Azar et al. 2023)", Loop.OFFLINE, DataKind.PREFERENCE, batches.PairBatch,
+              losses.ipo_batch_loss, st.IpoSettings, needs_reference=True, rows_per_example=2, pair_reference=True),
+    Algorithm("chipo", "χPO (Huang et al. 2024)", Loop.OFFLINE, DataKind.PREFERENCE, batches.PairBatch,
+              losses.chipo_batch_loss, st.ChipoSettings, needs_reference=True, rows_per_example=2,
+              pair_reference=True),
     Algorithm("pmle", "PMLE (eq. 5)", Loop.OFFLINE, DataKind.PREFERENCE, batches.OfflinePairBatch,
               losses.pmle_batch_loss, st.PmleSettings, needs_reference=True, rows_per_example=2,
               kl_samples_per_prompt=2),
-    Algorithm("distill", "Pref. distillation (eq. 12)", Loop.ONLINE_PAIRS, DataKind.PROMPT,
+    Algorithm("distill", "Preference distillation (eq. 12)", Loop.ONLINE_PAIRS, DataKind.PROMPT,
               batches.OnlinePairBatch, losses.distill_batch_loss, st.DistillSettings, needs_reference=True,
               needs_reward_model=True, rows_per_example=2),
     Algorithm("rebel", "REBEL (eq. 10)", Loop.ONLINE_PAIRS, DataKind.PROMPT, batches.OnlinePairBatch,

@@ -90,6 +90,12 @@ class Run:
     """Global batches (offline) or rollouts (online) of the whole run."""
     total_updates: int
     """Optimiser updates of the whole run (the schedule's length)."""
+    rows: list = None
+    """Dataset rows of this process in the current iteration (set by the loop)."""
+    positions: list = None
+    """Positions in the global batch of this process's rows in the current iteration (set by the
+    loop): with the seed and the step, they seed each example's sampling
+    (:func:`~.models.example_seed`), so a response does not depend on the number of processes."""
 
     @property
     def device(self):
@@ -187,8 +193,9 @@ def build_models(cfg: Config, record: Algorithm, device) -> Models:
         models.reward_model = hub.load_reward_model(cfg.reward, tok)
         models.reward_model.model.to(device)
     if record.needs_value_head:
-        # the value model starts from the reward model, trained in the policy's dtype
-        models.critic = hub.TokenScorer(hub.load_reward_backbone(replace(cfg.reward, dtype=cfg.model.dtype))).train()
+        # the value model starts from the reward model, normalisation included, trained in the policy's dtype
+        backbone = hub.load_reward_backbone(replace(cfg.reward, dtype=cfg.model.dtype))
+        models.critic = hub.TokenScorer(backbone, bias=models.reward_model.bias).train()
     return models
 
 
@@ -207,6 +214,18 @@ def schedule_length(cfg: Config, record: Algorithm, n_rows: int) -> tuple[int, i
     return iterations, iterations * updates_per_iteration
 
 
+def _check_shared_trunk(cfg: Config, accelerator) -> None:
+    """``model.unfrozen_layers`` shares the frozen trunk with pi_0, which needs whole parameters."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    stage = getattr(getattr(accelerator.state, "deepspeed_plugin", None), "zero_stage", 0)
+    if cfg.model.unfrozen_layers and (kind == DistributedType.FSDP or (kind == DistributedType.DEEPSPEED
+                                                                        and stage == 3)):
+        raise ValueError("model.unfrozen_layers shares the frozen trunk between the policy and pi_0, which needs "
+                         "unsharded parameters: use ddp.yaml or deepspeed_zero2.yaml, not FSDP or ZeRO-3")
+
+
 def _warn_low_precision(cfg: Config, record: Algorithm, accelerator) -> None:
     from accelerate.utils import DistributedType
 
@@ -222,12 +241,14 @@ def build_run(cfg: Config, accelerator) -> Run:
 
     record, train = cfg.algorithm.record, cfg.train
     check_processes(cfg, record, accelerator.num_processes)
+    _check_shared_trunk(cfg, accelerator)
     models = build_models(cfg, record, accelerator.device)
     _warn_low_precision(cfg, record, accelerator)
     params = [p for p in models.policy.parameters() if p.requires_grad]
     if models.critic is not None:
         params += list(models.critic.parameters())
-    opt = torch.optim.AdamW(params, lr=train.lr, eps=train.adam_eps, weight_decay=train.weight_decay)
+    opt = torch.optim.AdamW(params, lr=train.lr, betas=tuple(train.adam_betas), eps=train.adam_eps,
+                            weight_decay=train.weight_decay)
     records = load_records(cfg.data, record.data, seed=train.seed)
     data = Encoded(records, models.tokenizer, cfg.data, record.data)
     if len(data) < train.batch_size:

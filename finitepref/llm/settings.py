@@ -57,6 +57,30 @@ class DpoSettings:
 
 
 @dataclass(frozen=True)
+class IpoSettings:
+    """IPO (Azar et al. 2023, eq. 17)."""
+
+    tau: float = 0.1
+    """Regularisation tau: the target log-ratio margin is 1/(2 tau) (> 0)."""
+
+    def __post_init__(self):
+        _positive(self, "tau")
+
+
+@dataclass(frozen=True)
+class ChipoSettings:
+    """chi-PO (Huang et al. 2024, Algorithm 1): DPO's link with phi(z) = z + ln z, margin clipped."""
+
+    beta: float = 0.1
+    """Coefficient beta of the link beta phi(pi/pi_0) (> 0)."""
+    r_max: float = 5.0
+    """Reward bound R_max: the margin is clipped to [-2 R_max, 2 R_max] (> 0)."""
+
+    def __post_init__(self):
+        _positive(self, "beta", "r_max")
+
+
+@dataclass(frozen=True)
 class PmleSettings:
     """Preference MLE, eq. (5): eq. (4) on offline pairs plus beta * KL on online samples."""
 
@@ -111,12 +135,13 @@ class RebelSettings(OnlineLoopSettings):
     """REBEL, eq. (10), with the KL folded into the rewards."""
 
     beta: float = 0.05
-    """KL coefficient beta of the shaped reward (eq. 1, >= 0)."""
+    """KL coefficient beta of the shaped reward (eq. 1, >= 0; ``rebel_anchor: sampler`` only)."""
     eta: float = 1.0
     """REBEL's reward scale eta, eq. (10) (> 0)."""
     rebel_anchor: str = "sampler"
-    """Ratio anchor: ``sampler`` (pi_t, as in Gao et al.'s code, with the KL folded into the reward)
-    or ``reference`` (pi_0, eq. 10 as printed)."""
+    """Ratio anchor: ``sampler`` (pi_t, as in Gao et al.'s code, with the KL folded into the reward:
+    R - beta (ln pi_t - ln pi_0)) or ``reference`` (pi_0 and the plain score R: eq. 10 as printed;
+    beta unused)."""
 
     def __post_init__(self):
         super().__post_init__()

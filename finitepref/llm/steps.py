@@ -19,7 +19,7 @@ import torch
 from .algorithms import gae, masked_whiten, per_token_rewards, token_values
 from .batches import Batch, OnlinePairBatch, RolloutBatch, SampleGroup
 from .logprobs import sequence_logprobs
-from .models import reference_logprobs
+from .models import example_seed, reference_logprobs
 from .registry import Loop
 from .run import Run
 
@@ -31,40 +31,80 @@ def mean_metrics(per_micro_batch: list[dict]) -> dict:
             for k in keys}
 
 
-def sample_group(run: Run, batch: Batch, group: int) -> SampleGroup:
-    """``group`` samples per prompt from the current policy, with pi_0's log-probs."""
+def sample_seeds(run: Run, positions: list[int], group: int) -> list[int]:
+    """One sampling seed per response: (train.seed, step, position in the global batch, sample)."""
+    return [example_seed(run.cfg.train.seed, run.progress.step, pos, k) for pos in positions for k in range(group)]
+
+
+def sample_group(run: Run, batch: Batch, group: int, positions: list[int] | None = None) -> SampleGroup:
+    """``group`` samples per prompt from the current policy (at the training temperature
+    ``generation.temperature``), with pi_0's log-probs at that temperature. ``positions``: the rows'
+    positions in the global batch (default: this process's, :attr:`Run.positions`)."""
     temperature = run.cfg.generation.temperature
     prompt_ids = batch.prompt_ids.repeat_interleave(group, 0)
     prompt_mask = batch.prompt_mask.repeat_interleave(group, 0)
-    response_ids, response_mask = run.models.sampler.sample(run.models.policy, prompt_ids, prompt_mask)
-    ref = reference_logprobs(run.models.policy, run.models.reference, prompt_ids, prompt_mask, response_ids,
-                             response_mask, temperature)
-    return SampleGroup(prompt_ids, prompt_mask, response_ids, response_mask, ref["logp"], ref["token_logp"],
+    seeds = sample_seeds(run, run.positions if positions is None else positions, group)
+    parts = []
+    for rows in chunks(prompt_ids.shape[0], run.cfg.generation.batch_size):  # generation micro-batches
+        r_ids, r_mask = run.models.sampler.sample(run.models.policy, prompt_ids[rows], prompt_mask[rows],
+                                                  temperature, seeds=seeds[rows])
+        ref = reference_logprobs(run.models.policy, run.models.reference, prompt_ids[rows], prompt_mask[rows],
+                                 r_ids, r_mask, temperature)
+        parts.append((r_ids, r_mask, ref["logp"], ref["token_logp"]))
+    response_ids, response_mask, ref_logp, ref_token_logp = (cat_rows([p[k] for p in parts]) for k in range(4))
+    return SampleGroup(prompt_ids, prompt_mask, response_ids, response_mask, ref_logp, ref_token_logp,
                        temperature, group)
 
 
-def _with_kl_samples(run: Run, batch: Batch) -> Batch:
+def chunks(n: int, size: int | None) -> list[slice]:
+    """Row slices of at most ``size`` rows (one slice of all ``n`` when ``size`` is ``None``)."""
+    size = size or max(n, 1)
+    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+def cat_rows(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along rows, right-padding 2-d tensors with zeros to the widest."""
+    if len(tensors) == 1:
+        return tensors[0]
+    if tensors[0].dim() == 2:
+        width = max(t.shape[1] for t in tensors)
+        tensors = [torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in tensors]
+    return torch.cat(tensors)
+
+
+def _with_kl_samples(run: Run, batch: Batch, positions: list[int]) -> Batch:
     """Offline pairs plus policy samples when the loss has an online KL term with beta > 0 (eq. 5)."""
     group = run.record.kl_samples_per_prompt
     if group and getattr(run.settings, "beta", 0) != 0:
-        return dataclasses.replace(batch, online=sample_group(run, batch, group))
+        return dataclasses.replace(batch, online=sample_group(run, batch, group, positions))
     return batch
+
+
+def _with_pair_reference(run: Run, batch: Batch) -> Batch:
+    """pi_0's log-probs of every pair of this process's batch, in one forward, when the loss uses them."""
+    if not run.record.pair_reference:
+        return batch
+    from .algorithms import reference_pair_logprobs
+
+    ref_chosen, ref_rejected = reference_pair_logprobs(run.models, batch)
+    return dataclasses.replace(batch, ref_chosen=ref_chosen, ref_rejected=ref_rejected)
 
 
 def offline_step(run: Run, batch: Batch) -> tuple[dict, int]:
     """One optimiser update on this process's share of a global batch of dataset rows."""
+    batch = _with_pair_reference(run, batch)
     size = run.cfg.train.micro_batch_size
     per_micro, n_tokens = [], 0
     for j in range(run.n_micro):
         micro = batch.rows(slice(j * size, (j + 1) * size))
         with run.no_sync(j == run.n_micro - 1):
-            micro = _with_kl_samples(run, micro)
+            micro = _with_kl_samples(run, micro, run.positions[j * size:(j + 1) * size])
             loss, metrics = run.record.loss(run.models, micro, run.settings)
             run.accelerator.backward(loss / run.n_micro)
-        n_tokens += micro.n_tokens()
+        n_tokens = n_tokens + micro.token_count()  # a device tensor: read once, after the loop
         per_micro.append(metrics)
     run.optimizer_step()
-    return mean_metrics(per_micro), n_tokens
+    return mean_metrics(per_micro), int(n_tokens)
 
 
 def minibatch_updates(run: Run, batch: Batch) -> list[dict]:
@@ -104,11 +144,16 @@ def _rollout_metrics(scores, old, samples: SampleGroup) -> dict:
 @torch.no_grad()
 def _score_samples(run: Run, samples: SampleGroup) -> tuple[torch.Tensor, dict]:
     """Reward-model scores and the sampler's (pi_t's) log-probs of ``samples``."""
-    scores = run.models.reward_model.scores(samples.prompt_ids, samples.prompt_mask, samples.response_ids,
-                                            samples.response_mask).to(run.device)
-    old = sequence_logprobs(run.models.policy, samples.prompt_ids, samples.prompt_mask, samples.response_ids,
-                            samples.response_mask, samples.temperature, with_entropy=True)
-    return scores, old
+    texts = [run.data.prompt_texts[r] for r in run.rows for _ in range(samples.group)] if run.rows else None
+    scores = []
+    for rows in chunks(len(samples), run.cfg.reward.batch_size):  # scoring micro-batches
+        scores.append(run.models.reward_model.scores(samples.prompt_ids[rows], samples.prompt_mask[rows],
+                                                     samples.response_ids[rows], samples.response_mask[rows],
+                                                     texts[rows] if texts else None).to(run.device))
+    parts = [sequence_logprobs(run.models.policy, samples.prompt_ids[rows], samples.prompt_mask[rows],
+                               samples.response_ids[rows], samples.response_mask[rows], samples.temperature,
+                               with_entropy=True) for rows in chunks(len(samples), run.cfg.generation.batch_size)]
+    return torch.cat(scores), {key: cat_rows([p[key] for p in parts]) for key in parts[0]}
 
 
 def online_pair_step(run: Run, batch: Batch) -> tuple[dict, int]:

@@ -111,6 +111,7 @@ def run_loop(run: Run, stop_at: int, logger: MetricsLogger) -> dict:
         start = time.perf_counter()
         rows = run.order.rows(run.progress.step, train.batch_size)[rank * run.per_process:(rank + 1) * run.per_process]
         batch = input_batch(run, run.data.batch(rows)).to(run.device)
+        run.rows, run.positions = rows, list(range(rank * run.per_process, (rank + 1) * run.per_process))
         metrics, n_tokens = step_fn(run, batch)
         metrics["tokens_per_s"] = n_tokens * run.world_size / (time.perf_counter() - start)
         metrics["lr"] = run.scheduler.get_last_lr()[0]

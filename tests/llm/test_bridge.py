@@ -1,4 +1,4 @@
-"""The shared-loss bridge: the trainer's PMLE / distillation batch loss on a tiny language model has
+"""The shared-loss bridge: the trainer's PMLE / distillation / IPO / chi-PO batch loss on a tiny language model has
 the same parameter gradient as the toy core's exact objective evaluated on the model's enumerated
 log-probabilities, with counts built from the same samples (beta = 0)."""
 
@@ -89,4 +89,30 @@ def test_distill_gradient_matches_exact_objective(seed):
     loss, _ = record.loss(Models(policy=model, tokenizer=None), OnlinePairBatch.from_mapping(columns),
                           record.settings(gamma=gamma, beta=0.0))
     torch.testing.assert_close(loss, exact, rtol=1e-12, atol=1e-12)
+    _assert_same(_grads(model, loss), _grads(model, exact))
+
+
+@pytest.mark.parametrize("name,settings", [("ipo", {"tau": 0.1}), ("ipo", {"tau": 1.0}),
+                                           ("chipo", {"beta": 0.1, "r_max": 5.0}),
+                                           ("chipo", {"beta": 1.0, "r_max": 0.05})])  # the clip active
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ipo_chipo_gradient_matches_exact_objective(name, settings, seed):
+    """The trainer's IPO / chi-PO batch loss against pi_0 equals the toy core's empirical objective
+    (finitepref.estimators' per-pair table, the argmin's objective) on enumerated log-probs."""
+    from finitepref.estimators import _chipo_table, _ipo_table
+
+    model, xs, winners, losers, counts = _setup(seed)
+    reference = tiny_model("tiny:llama", seed=seed + 5).double().requires_grad_(False)
+    log_probs, responses = enumerate_logprobs(model, PROMPTS, LENGTH, ALLOWED)
+    with torch.no_grad():
+        ref_log_probs, _ = enumerate_logprobs(reference, PROMPTS, LENGTH, ALLOWED)
+    table = (_ipo_table(log_probs, ref_log_probs, settings["tau"]) if name == "ipo"
+             else _chipo_table(log_probs, ref_log_probs, settings["beta"], settings["r_max"]))
+    counts = torch.as_tensor(counts)
+    exact = (table @ counts.reshape(-1)) / counts.sum()  # the per-pair table weighted by the data's pair counts
+    record = REGISTRY[name]
+    batch = record.batch.from_mapping(_columns(xs, winners, losers, responses))
+    loss, _ = record.loss(Models(policy=model, tokenizer=None, reference=reference), batch,
+                          record.settings(**settings))
+    torch.testing.assert_close(loss, exact, rtol=1e-10, atol=1e-10)
     _assert_same(_grads(model, loss), _grads(model, exact))

@@ -41,6 +41,7 @@ def test_dry_run_paper_configs(name, capsys, monkeypatch):
     assert main(["train", "--config", name, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "memory estimate" in out and '"total_gib"' in out
+    assert "per-GPU memory by sharding" in out and ('"verdict": "fits 4 x 40' in out or '"verdict": "exceeds' in out)
     cfg = load_config(name)
     est = estimate(cfg)
     assert est["total_gib"] is not None and est["total_gib"] > 1
@@ -49,7 +50,8 @@ def test_dry_run_paper_configs(name, capsys, monkeypatch):
 def test_table5_and_6_values():
     c = load_config("tldr/pythia-1.4b/pmle")
     assert (c.train.batch_size, c.train.lr, c.algorithm.beta, c.algorithm.gamma) == (512, 1e-6, 1e-5, 1e-2)
-    assert c.generation.temperature == 0.01 and c.lora.r == 1024 and c.lora.alpha == 2048
+    assert c.eval.temperature == 0.01 and c.generation.temperature == 1.0  # issue 12: 0.01 evaluates
+    assert c.lora.r == 1024 and c.lora.alpha == 2048
     c = load_config("tldr/pythia-2.8b/rlhf")
     assert (c.algorithm.gae_lambda, c.algorithm.clip_ratio, c.algorithm.vf_coef, c.train.total_episodes) == (
         0.95, 0.2, 0.1, 1_000_000)

@@ -11,10 +11,10 @@ from finitepref.llm.evaluate import OpenAIJudge, RewardModelJudge, evaluate, par
 
 
 @pytest.mark.parametrize("text,want", [
-    ("A is more faithful.\nPreferred: A", "A"),
-    ("Summary B covers more. preferred: **B**", "B"),
-    ("Preferred: A ... on reflection\nPreferred: B", "B"),
-    ("Comparison text\nB", "B"),
+    ("A", "A"),
+    (" B.\n", "B"),
+    ("Preferred: A", None),
+    ("Summary B covers more. B", None),
     ("I cannot decide.", None),
 ])
 def test_parse_verdict(text, want):
@@ -32,7 +32,7 @@ class FakeTransport:
         self.requests.append((url, headers, req))
         content = req["messages"][0]["content"]
         a = content.split("Summary A:\n")[1].split("\n\nSummary B:")[0]
-        return {"choices": [{"message": {"content": f"reason\nPreferred: {'A' if 'good' in a else 'B'}"}}]}
+        return {"choices": [{"message": {"content": "A" if "good" in a else "B"}}]}
 
 
 def test_openai_judge_request_and_shuffle(monkeypatch):

@@ -107,9 +107,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_match_one(tmp_path, make_cfg):
-    common = ["--config", "tiny/dpo", "--set", "log.tensorboard=false", "--set", "train.save_every=2"]
-    one = train(make_cfg("tiny/dpo", tmp_path / "one"))
+# distill: online samples are seeded per example (issue 12, D9), so 2 processes sample what 1 does;
+# one mini-batch per rollout, so both runs average the same rows per update.
+@pytest.mark.parametrize("algo,extra", [("dpo", []), ("distill", ["algorithm.num_mini_batches=1"])])
+def test_two_processes_match_one(algo, extra, tmp_path, make_cfg):
+    common = ["--config", f"tiny/{algo}", "--set", "log.tensorboard=false", "--set", "train.save_every=2"]
+    for item in extra:
+        common += ["--set", item]
+    one = train(make_cfg(f"tiny/{algo}", tmp_path / "one", *extra))
     # accelerate's --cpu launcher starts one process without mpirun; its torchrun launcher
     # (--multi_gpu) starts two, and the trainer picks CPU + gloo when no GPU is visible.
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
