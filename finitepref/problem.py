@@ -270,6 +270,8 @@ class ToyProblem:
         for start in range(0, self.n_policies, _CHUNK):
             chunk = self.log_policies[start:start + _CHUNK]
             per_prompt = kl(chunk, star) if reverse else kl(star, chunk)
+            # 0 * inf = 0: a prompt of probability 0 contributes nothing, even with an overflowed KL
+            per_prompt = torch.where(self.prompt_probs > 0, per_prompt, torch.zeros_like(per_prompt))
             out[start:start + _CHUNK] = per_prompt @ self.prompt_probs
         return out
 
@@ -340,6 +342,7 @@ class ToyProblem:
         n_responses = check_count("n_responses", n_responses)
         n_policies = check_count("n_policies", n_policies)
         check_positive("spread", spread, allow_zero=True)
+        device = check_device(device)
         if n_rewards < 0 or n_rewards > n_policies:
             raise ValueError(f"n_rewards: must be in [0, n_policies], got {n_rewards}")
         rng = np.random.default_rng(seed)
@@ -407,27 +410,14 @@ class ToyProblem:
         dim = check_count("dim", dim)
         check_positive("resolution", resolution)
         check_positive("radius", radius)
+        check_positive("feature_scale", feature_scale, allow_zero=True)
         reward_stride = check_count("reward_stride", reward_stride)
-        half = int(round(radius / resolution))
-        if half < 1:
-            raise ValueError(f"resolution: must be smaller than radius ({radius}), got {resolution}")
-        if (2 * half + 1) ** dim > 20_000_000:
-            raise ValueError(f"resolution: the grid would hold {(2 * half + 1) ** dim} policies (limit 2e7)")
+        device = check_device(device)
         rng = np.random.default_rng(seed)
         features = feature_scale * rng.standard_normal((n_prompts, n_responses, dim))
         prompt_probs = rng.dirichlet(np.full(n_prompts, 5.0))
         mu_arr = cls._make_mu(mu, rng, n_prompts, n_responses)
-
-        steps = np.arange(-half, half + 1)
-        grid_steps = np.stack(np.meshgrid(*([steps] * dim), indexing="ij"), -1).reshape(-1, dim)
-        thetas = grid_steps * resolution
-        coarse = np.all(np.mod(grid_steps, reward_stride) == 0, axis=1)
-        inner = np.all(np.abs(grid_steps) <= half // 2, axis=1)
-        candidates = np.flatnonzero(coarse & inner)
-        if candidates.size == 0:
-            candidates = np.flatnonzero(coarse)
-        star = int(rng.choice(candidates))
-        reward_index = np.flatnonzero(coarse)
+        thetas, star, reward_index = cls._theta_grid(dim, resolution, radius, reward_stride, rng)
 
         theta_t = torch.as_tensor(thetas, device=device)
         feat_t = torch.as_tensor(features, device=device)
@@ -445,6 +435,28 @@ class ToyProblem:
         }
         return cls(prompt_probs, mu_arr, log_policies, star, gamma, rewards=rewards, reference=ref,
                    device=device, log_space=True, meta=meta)
+
+    @staticmethod
+    def _theta_grid(dim: int, resolution: float, radius: float, reward_stride: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, int, np.ndarray]:
+        """The grid of :meth:`loglinear_grid`: thetas ``(K, dim)``, the index of theta*, the coarse sub-grid."""
+        ratio = radius / resolution
+        if not np.isfinite(ratio) or ratio > 2e7:
+            raise ValueError(f"resolution: expected radius / resolution <= 2e7, got {radius} / {resolution}")
+        half = int(round(ratio))
+        if half < 1:
+            raise ValueError(f"resolution: expected a value smaller than radius ({radius}), got {resolution}")
+        if (2 * half + 1) ** dim > 20_000_000:
+            raise ValueError(f"resolution: expected a grid of at most 2e7 policies, got {(2 * half + 1) ** dim}")
+        steps = np.arange(-half, half + 1)
+        grid_steps = np.stack(np.meshgrid(*([steps] * dim), indexing="ij"), -1).reshape(-1, dim)
+        coarse = np.all(np.mod(grid_steps, reward_stride) == 0, axis=1)
+        inner = np.all(np.abs(grid_steps) <= half // 2, axis=1)
+        candidates = np.flatnonzero(coarse & inner)
+        if candidates.size == 0:
+            candidates = np.flatnonzero(coarse)
+        star = int(rng.choice(candidates))
+        return grid_steps * resolution, star, np.flatnonzero(coarse)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable summary (sizes, gamma, R, C_Pi, C_R) for results files."""
