@@ -99,7 +99,12 @@ def distill_loss(
     """
     dr = preference_logit(r_plus, r_minus, 1.0)
     z = preference_logit(logp_plus, logp_minus, gamma)
-    return -(torch.sigmoid(dr) * F.logsigmoid(z) + torch.sigmoid(-dr) * F.logsigmoid(-z))
+    return -(_weighted(torch.sigmoid(dr), F.logsigmoid(z)) + _weighted(torch.sigmoid(-dr), F.logsigmoid(-z)))
+
+
+def _weighted(weight: Tensor, value: Tensor) -> Tensor:
+    """``weight * value`` with ``0 * inf = 0`` (a label of probability 0 ignores an infinite log-loss)."""
+    return torch.where(weight == 0, torch.zeros_like(value), weight * value)
 
 
 def rebel_loss(
