@@ -99,7 +99,14 @@ def distill_loss(
     """
     dr = preference_logit(r_plus, r_minus, 1.0)
     z = preference_logit(logp_plus, logp_minus, gamma)
-    return -(_weighted(torch.sigmoid(dr), F.logsigmoid(z)) + _weighted(torch.sigmoid(-dr), F.logsigmoid(-z)))
+    return -(_weighted(_sigmoid(dr), F.logsigmoid(z)) + _weighted(_sigmoid(-dr), F.logsigmoid(-z)))
+
+
+def _sigmoid(x: Tensor) -> Tensor:
+    r""":math:`\sigma(x)`, accurate into the subnormal range: :math:`e^x` for :math:`x < -36` (where
+    :math:`\sigma(x) = e^x/(1+e^x)` equals :math:`e^x` to float64 precision), since ``torch.sigmoid``
+    computes :math:`1/(1+e^{-x})` and returns 0 once :math:`e^{-x}` overflows (:math:`x < -709.8`)."""
+    return torch.where(x < -36.0, torch.exp(x.clamp(max=-36.0)), torch.sigmoid(x))  # clamp: no inf in the unused branch
 
 
 def _weighted(weight: Tensor, value: Tensor) -> Tensor:
