@@ -38,6 +38,11 @@ def _arrays(prob):
     return lp, lref, rewards
 
 
+def _times(weight, loss):
+    """weight * loss with 0 * inf = 0."""
+    return np.where(weight == 0, 0.0, weight * loss)
+
+
 def _kl_to_ref(lp: np.ndarray, lref: np.ndarray | None, beta: float) -> np.ndarray:
     """beta * KL(pi_k(x) || pi0(x)) for every policy and prompt, (K, X)."""
     if beta == 0:
@@ -47,8 +52,9 @@ def _kl_to_ref(lp: np.ndarray, lref: np.ndarray | None, beta: float) -> np.ndarr
 
 def _mean(samples: Samples, term) -> np.ndarray:
     total = 0.0
-    for x, win, lose in samples:
-        total = total + term(int(x), int(win), int(lose))
+    with np.errstate(over="ignore"):  # an objective beyond the float64 range is +inf, as it should be
+        for x, win, lose in samples:
+            total = total + term(int(x), int(win), int(lose))
     return total / len(samples)
 
 
@@ -67,6 +73,11 @@ def fit_reward(prob, samples: Samples) -> np.ndarray:
 
 def distill(prob, samples: Samples, reward_index: int, beta: float = 0.0) -> np.ndarray:
     """Eqs. (11)/(12): cross-entropy to sigma(R^(a+) - R^(a-)) + beta KL(pi(x)||pi0(x))."""
+    with np.errstate(over="ignore"):
+        return _distill(prob, samples, reward_index, beta)
+
+
+def _distill(prob, samples: Samples, reward_index: int, beta: float) -> np.ndarray:
     lp, lref, rewards = _arrays(prob)
     kl = _kl_to_ref(lp, lref, beta)
     r = rewards[int(reward_index)]
@@ -74,7 +85,7 @@ def distill(prob, samples: Samples, reward_index: int, beta: float = 0.0) -> np.
     def term(x, w, lo):
         dr = r[x, w] - r[x, lo]
         z = prob.gamma * (lp[:, x, w] - lp[:, x, lo])
-        return expit(dr) * _nls(z) + expit(-dr) * _nls(-z) + kl[:, x]
+        return _times(expit(dr), _nls(z)) + _times(expit(-dr), _nls(-z)) + kl[:, x]
     return _mean(samples, term)
 
 
