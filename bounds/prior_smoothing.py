@@ -77,20 +77,26 @@ def _normalise_log(log_w: np.ndarray) -> np.ndarray:
     return np.exp(log_w - logsumexp(log_w, axis=-1, keepdims=True))
 
 
+_DIRECT_LIMIT = 1e3
+
+
 def _gibbs(log_base: np.ndarray, r: np.ndarray, temp) -> np.ndarray:
     r"""Normalised :math:`\exp(\text{log\_base} + r/\text{temp})` without NaN.
 
     The rewards are shifted by their maximum over the base's support before the division, so
     ``r / temp`` cannot reach ``+inf`` (a tiny ``temp`` concentrates the mass on the best response;
-    ``temp = inf`` gives the base). Outside the support the weight is exactly 0.
+    ``temp = inf`` gives the base). Outside the support the weight is exactly 0. Where every
+    ``|r / temp|`` is at most ``_DIRECT_LIMIT`` the direct form ``log_base + r / temp`` is used (it
+    loses at most ``eps * _DIRECT_LIMIT`` of ``log_base``); beyond, adding ``r / temp`` of 1e9 to
+    ``log_base`` would cost 7 digits, so the shifted form is used.
     """
     log_base, r = np.broadcast_arrays(log_base, r)
     temp = np.asarray(temp)[..., None] if np.ndim(temp) else temp
     support = log_base > -np.inf
     with np.errstate(over="ignore", invalid="ignore"):
-        direct = log_base + r / temp
-    if np.all(np.isfinite(direct) | ~support) and np.all(np.isfinite(logsumexp(direct, axis=-1))):
-        return _normalise_log(direct)  # the common case, evaluated as before
+        scaled = r / temp
+    if np.all(np.abs(np.where(support, scaled, 0.0)) <= _DIRECT_LIMIT):
+        return _normalise_log(log_base + scaled)  # the common case, evaluated as before
     with np.errstate(over="ignore", invalid="ignore"):
         top = np.max(np.where(support, r, -np.inf), axis=-1, keepdims=True)
         shifted = np.where(support, (r - top), 0.0)  # <= 0; may be -inf for rewards 1e308 apart

@@ -69,7 +69,8 @@ def _as_int64_counts(c: np.ndarray) -> np.ndarray:
                                                      or np.issubdtype(c.dtype, np.floating)):
         raise ValueError(f"counts: expected an integer array, got dtype {c.dtype}")
     if np.issubdtype(c.dtype, np.floating):
-        bad = ~np.isfinite(c) | (np.mod(c, 1) != 0) if c.size else np.zeros(c.shape, bool)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(c) | (np.mod(c, 1) != 0)
         if bad.any():
             raise ValueError(f"counts: expected integer values, got {c[bad].flat[0]}")
     if c.size and (c.max() > MAX_COUNT or c.min() < 0):
