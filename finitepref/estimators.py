@@ -25,8 +25,6 @@ test compares with its sampled losses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 

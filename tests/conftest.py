@@ -6,6 +6,7 @@ suite CI runs. ``explore`` (random examples, a local database) is opt-in:
 ``HYPOTHESIS_PROFILE=explore python -m pytest``.
 """
 
+import collections
 import os
 
 # Headless plotting, offline Hugging Face, deterministic tokenizers: the same under CI and by hand.
@@ -13,6 +14,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
@@ -29,11 +31,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Outcome counts of the fuzz tests (tests/reliability/test_fuzz.py), printed at the end of the session
 # whatever the capture mode: {target: Counter(outcome -> count)}.
-import collections  # noqa: E402
-
-import pytest  # noqa: E402
-
-
 _FUZZ_KEY = pytest.StashKey[dict]()
 
 

@@ -215,7 +215,7 @@ def test_fuzz_prior_smoothing(fuzz_counts, p0, r, beta, gamma, p):
         "reverse_kl_objective": (lambda: bounds.reverse_kl_objective(p, p0, r, beta, gamma), finite_or_inf),
     }
     with np.errstate(all="ignore"):
-        for name, (call, check) in calls.items():
+        for call, check in calls.values():
             fuzz_counts["bounds.prior_smoothing"][classify(call, check)] += 1
 
 
