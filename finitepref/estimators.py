@@ -10,8 +10,7 @@ or, for eqs. 1/16, the whole objective), evaluated exactly over responses. So an
 build the table ``[ell | g]`` of shape ``(K, X*A*A + X)`` once from :mod:`finitepref.losses`,
 multiply by all trials' statistics ``(trials, X*A*A + X)`` in one matrix product, take the argmin
 over ``K``. Chunked over ``K`` (memory stays bounded for :math:`|\Pi| = 10^6`); the cost per trial
-is free of ``n``. Ties go to the lowest policy index (objective values equal to 1e-12 relative, the
-rounding of the matrix product, count as ties).
+is free of ``n``.
 
 Estimators that take a fitted reward per trial (eqs. 10, 11, 16, 1) stay one matrix product for
 all trials, whatever the rewards: eq. (11) is affine in its synthetic label, eq. (10) quadratic
@@ -21,6 +20,26 @@ statistics while the policy tables (built once from :mod:`finitepref.losses`) ar
 The same table builders give differentiable objectives of one policy's log-probabilities
 (:func:`pmle_objective`, :func:`distill_objective`), which the language-model trainer's bridge
 test compares with its sampled losses.
+
+Ties and totality: see :mod:`finitepref._argmin` (the lowest index within 1e-12 relative of the global
+minimum; 0 * inf = 0; NaN is a ``ValueError``). The brute-force reference of each estimator is in
+:mod:`finitepref._brute`, its record (label, parameters, population limit) in :mod:`finitepref.registry`.
+
+References
+----------
+.. [1] J. Yun, J. Kim, J. Park, J. Kim, J. J. Ryu, J. Cho, K.-S. Jun. "Alignment as Distribution
+   Learning: Your Preference Model is Explicitly a Language Model." ICML 2025 Workshop on Models of
+   Human Feedback for AI Alignment, 2025. Equation numbers refer to it.
+.. [2] R. Rafailov, A. Sharma, E. Mitchell, S. Ermon, C. D. Manning, C. Finn. "Direct Preference
+   Optimization: Your Language Model is Secretly a Reward Model." NeurIPS 2023. arXiv:2305.18290.
+.. [3] Z. Gao, J. D. Chang, W. Zhan, O. Oertell, G. Swamy, K. Brantley, T. Joachims, J. A. Bagnell,
+   J. D. Lee, W. Sun. "REBEL: Reinforcement Learning via Regressing Relative Rewards." NeurIPS 2024.
+   arXiv:2404.16767.
+.. [4] L. Ouyang, J. Wu, X. Jiang, et al. "Training language models to follow instructions with human
+   feedback." NeurIPS 2022. arXiv:2203.02155.
+.. [5] R. A. Bradley, M. E. Terry. "Rank Analysis of Incomplete Block Designs: I. The Method of Paired
+   Comparisons." Biometrika 39(3/4):324-345, 1952.
+.. [6] J. Schulman. "Approximating KL Divergence." Blog post, 2020. http://joschu.net/blog/kl-approx.html
 """
 
 from __future__ import annotations
@@ -218,7 +237,7 @@ def pmle(prob: ToyProblem, data: PreferenceData, beta: float = 0.0, *, chunk_siz
 
 
 def fit_reward(prob: ToyProblem, data: PreferenceData, *, chunk_size: int | None = None) -> np.ndarray:
-    r"""Bradley-Terry reward model, eq. (9): :math:`\hat R = \arg\min_{R\in\mathcal R}\frac1n\sum -\ln\sigma(R(x,a^+) - R(x,a^-))`.
+    r"""Bradley-Terry reward model [5]_, eq. (9): :math:`\hat R = \arg\min_{R\in\mathcal R}\frac1n\sum -\ln\sigma(R(x,a^+) - R(x,a^-))`.
 
     Returns reward-class indices ``(trials,)``.
 
@@ -289,7 +308,7 @@ def reverse_kl(prob: ToyProblem, data: PreferenceData, reward_index, beta: float
 
 
 def dpo(prob: ToyProblem, data: PreferenceData, beta: float, *, chunk_size: int | None = None) -> np.ndarray:
-    r"""DPO baseline, eq. (6), with inverse temperature ``beta > 0`` against ``prob.reference``.
+    r"""DPO baseline [2]_, eq. (6), with inverse temperature ``beta > 0`` against ``prob.reference``.
 
     .. math:: \hat\pi = \arg\min_{\pi\in\Pi}\frac1n\sum_{D_n}-\ln\sigma\Bigl(\beta\ln\frac{\pi(a^+\mid x)}{\pi(a^-\mid x)}
               - \beta\ln\frac{\pi_0(a^+\mid x)}{\pi_0(a^-\mid x)}\Bigr).
@@ -313,7 +332,7 @@ def dpo(prob: ToyProblem, data: PreferenceData, beta: float, *, chunk_size: int 
 
 def rlhf(prob: ToyProblem, data: PreferenceData, reward_index, beta: float, *,
          chunk_size: int | None = None) -> np.ndarray:
-    r"""RLHF baseline, eq. (1), over the data set's prompts, computed exactly over responses.
+    r"""RLHF baseline [4]_, eq. (1), over the data set's prompts, computed exactly over responses.
 
     .. math:: \hat\pi = \arg\min_{\pi\in\Pi}\frac1n\sum_{(x,\cdot,\cdot)\in D_n}
               -\mathbb E_{a\sim\pi(x)}[\hat R(x,a)] + \beta\,\mathrm{KL}(\pi(x)\|\pi_0(x)).
@@ -337,7 +356,7 @@ def rlhf(prob: ToyProblem, data: PreferenceData, reward_index, beta: float, *,
 
 def rebel(prob: ToyProblem, data: PreferenceData, reward_index, eta: float, *,
           chunk_size: int | None = None) -> np.ndarray:
-    r"""REBEL baseline, eq. (10): least squares of the reference-relative log-ratio on :math:`\eta\Delta\hat R`.
+    r"""REBEL baseline [3]_, eq. (10): least squares of the reference-relative log-ratio on :math:`\eta\Delta\hat R`.
 
     .. math:: \hat\pi = \arg\min_{\pi\in\Pi}\frac1n\sum_{D_n}\Bigl(\ln\frac{\pi(a^+\mid x)/\pi_0(a^+\mid x)}
               {\pi(a^-\mid x)/\pi_0(a^-\mid x)} - \eta\bigl(\hat R(x,a^+) - \hat R(x,a^-)\bigr)\Bigr)^2.
