@@ -96,7 +96,7 @@ def _gibbs(log_base: np.ndarray, r: np.ndarray, temp) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         scaled = r / temp
     if np.all(np.abs(np.where(support, scaled, 0.0)) <= _DIRECT_LIMIT):
-        return _normalise_log(log_base + scaled)  # the common case, evaluated as before
+        return _normalise_log(np.where(support, log_base + scaled, -np.inf))  # the common case, as before
     with np.errstate(over="ignore", invalid="ignore"):
         top = np.max(np.where(support, r, -np.inf), axis=-1, keepdims=True)
         shifted = np.where(support, (r - top), 0.0)  # <= 0; may be -inf for rewards 1e308 apart

@@ -47,11 +47,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import losses
+from . import _brute, losses
 from ._argmin import TIE_RTOL, argmin_rows, check_stats
 from ._validate import check_positive
 from .preference import PreferenceData
 from .problem import ToyProblem
+from .registry import Estimator, register
 
 Tensor = torch.Tensor
 
@@ -206,11 +207,55 @@ def _reward_gaps(reward: Tensor, scale: float = 1.0) -> Tensor:
     return _flat_pairs(losses.preference_logit(rw, rl, 1.0))
 
 
+# ---------------------------------------------------------------------- records: population limits, registration
+def _normalised(log_w: Tensor) -> Tensor:
+    return torch.log_softmax(log_w, dim=-1)
+
+
+def _pi_star_limit(name: str):
+    def limit(prob: ToyProblem, beta: float = 0.0) -> Tensor:
+        if beta != 0:
+            raise ValueError(f"{name}: expected beta = 0 for a closed-form population limit, got {beta!r}")
+        return prob.log_pi_star
+    limit.__doc__ = f"Population limit of {name} at beta = 0: pi* itself."
+    return limit
+
+
+def _reverse_kl_limit(prob: ToyProblem, beta: float = 0.0) -> Tensor:
+    r""":math:`\pi_0^{\beta/(\beta+\gamma)}\pi^{*\gamma/(\beta+\gamma)}` (Section 5, prior smoothing); :math:`\pi^*` at beta = 0."""
+    if beta == 0:
+        return prob.log_pi_star
+    total = beta + prob.gamma
+    return _normalised((beta * prob.require_reference() + prob.gamma * prob.log_pi_star) / total)
+
+
+def _tilted_reference_limit(prob: ToyProblem, beta: float) -> Tensor:
+    r""":math:`\pi_0\,\pi^{*\gamma/\beta}`: DPO's limit and RLHF's Gibbs policy :math:`\pi_0 e^{R^*/\beta}`, :math:`R^* = \gamma\ln\pi^*`."""
+    return _normalised(prob.require_reference() + prob.gamma / beta * prob.log_pi_star)
+
+
+def _rebel_limit(prob: ToyProblem, eta: float) -> Tensor:
+    r""":math:`\pi_0 e^{\eta R^*} = \pi_0\,\pi^{*\eta\gamma}` (zero squared loss on every pair)."""
+    return _normalised(prob.require_reference() + eta * prob.gamma * prob.log_pi_star)
+
+
+def registered(label: str, divergence: str, params: tuple[str, ...], *, equation: str, needs_reward: bool = False,
+               learns_pi_star: bool = True, population_limit=None, reference=None):
+    """Declare the decorated exact-argmin function in :data:`finitepref.registry.ESTIMATORS` (its name is the key)."""
+    def wrap(function):
+        register(Estimator(function.__name__, label, function, divergence, params, needs_reward, learns_pi_star,
+                           equation, population_limit, reference))
+        return function
+    return wrap
+
+
 # ---------------------------------------------------------------------- the estimators
 def _regularizer_reference(prob: ToyProblem, beta: float) -> Tensor | None:
     return prob.require_reference() if beta > 0 else None
 
 
+@registered("PMLE (eq. 4)", "forward", ("beta",), equation="4", population_limit=_pi_star_limit("pmle"),
+            reference=_brute.pmle)
 def pmle(prob: ToyProblem, data: PreferenceData, beta: float = 0.0, *, chunk_size: int | None = None) -> np.ndarray:
     r"""Preference MLE, eq. (4), with the KL regularizer of eq. (5) when ``beta > 0``.
 
@@ -254,6 +299,8 @@ def fit_reward(prob: ToyProblem, data: PreferenceData, *, chunk_size: int | None
     return argmin_rows(lambda s: _bt_table(rewards[s]), rewards.shape[0], stats, chunk_size, name="fit_reward")
 
 
+@registered("Preference distillation (eq. 11)", "forward", ("beta",), equation="11", needs_reward=True,
+            population_limit=_pi_star_limit("distill"), reference=_brute.distill)
 def distill(prob: ToyProblem, data: PreferenceData, reward_index, beta: float = 0.0, *,
             chunk_size: int | None = None) -> np.ndarray:
     r"""Preference distillation, eq. (11), with the KL regularizer of eq. (12) when ``beta > 0``.
@@ -282,6 +329,8 @@ def distill(prob: ToyProblem, data: PreferenceData, reward_index, beta: float = 
                        prob.n_policies, stats, chunk_size, name="distill")
 
 
+@registered("Reverse KL (eq. 15)", "reverse", ("beta",), equation="15", needs_reward=True,
+            population_limit=_reverse_kl_limit, reference=_brute.reverse_kl)
 def reverse_kl(prob: ToyProblem, data: PreferenceData, reward_index, beta: float = 0.0, *,
                chunk_size: int | None = None) -> np.ndarray:
     r"""Reverse-KL estimator, eq. (16) (eq. 15 at ``beta = 0``).
@@ -307,6 +356,8 @@ def reverse_kl(prob: ToyProblem, data: PreferenceData, reward_index, beta: float
                        prob.n_policies, stats, chunk_size, name="reverse_kl")
 
 
+@registered("DPO (eq. 6)", "forward", ("beta",), equation="6", learns_pi_star=False,
+            population_limit=_tilted_reference_limit, reference=_brute.dpo)
 def dpo(prob: ToyProblem, data: PreferenceData, beta: float, *, chunk_size: int | None = None) -> np.ndarray:
     r"""DPO baseline [2]_, eq. (6), with inverse temperature ``beta > 0`` against ``prob.reference``.
 
@@ -330,6 +381,8 @@ def dpo(prob: ToyProblem, data: PreferenceData, beta: float, *, chunk_size: int 
                        chunk_size, name="dpo")
 
 
+@registered("RLHF (eq. 1)", "forward", ("beta",), equation="1", needs_reward=True, learns_pi_star=False,
+            population_limit=_tilted_reference_limit, reference=_brute.rlhf)
 def rlhf(prob: ToyProblem, data: PreferenceData, reward_index, beta: float, *,
          chunk_size: int | None = None) -> np.ndarray:
     r"""RLHF baseline [4]_, eq. (1), over the data set's prompts, computed exactly over responses.
@@ -354,6 +407,8 @@ def rlhf(prob: ToyProblem, data: PreferenceData, reward_index, beta: float, *,
                        prob.n_policies, stats, chunk_size, name="rlhf")
 
 
+@registered("REBEL (eq. 10)", "forward", ("eta",), equation="10", needs_reward=True, learns_pi_star=False,
+            population_limit=_rebel_limit, reference=_brute.rebel)
 def rebel(prob: ToyProblem, data: PreferenceData, reward_index, eta: float, *,
           chunk_size: int | None = None) -> np.ndarray:
     r"""REBEL baseline [3]_, eq. (10): least squares of the reference-relative log-ratio on :math:`\eta\Delta\hat R`.

@@ -5,9 +5,10 @@ its label (one wording, with the paper's equation), the divergence in which the 
 error, and the arguments it takes. Simulations, notebooks and tests take their estimator lists,
 labels and error tables from here; no script compares estimator names to decide what to do.
 
-Adding an estimator: its loss in :mod:`finitepref.losses`, its table builder and exact-argmin
-function in :mod:`finitepref.estimators`, one :func:`register` call below (with its brute-force
-reference in :mod:`finitepref._brute`), its tests. See ``docs/core.md``.
+Adding an estimator: its loss in :mod:`finitepref.losses`; its table builder, exact-argmin function
+and record (the ``@registered(...)`` decorator, which calls :func:`register`) in
+:mod:`finitepref.estimators`; its brute-force reference in :mod:`finitepref._brute`; its tests.
+See ``docs/core.md``.
 
 Population limits (``population_limit``) are the minimisers of the population objective over all
 policies when the fitted reward is the true one, :math:`\hat R = R^* = \gamma\ln\pi^*` (eq. 2; any
@@ -34,10 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
-from . import _brute
-from . import estimators as _est
 from .preference import PreferenceData
 from .problem import ToyProblem
 
@@ -150,49 +148,6 @@ def error_table(name: str, prob: ToyProblem) -> np.ndarray:
     return get(name).error_table(prob)
 
 
-def _normalised(log_w: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(log_w, dim=-1)
-
-
-def _pi_star_limit(name: str):
-    def limit(prob: ToyProblem, beta: float = 0.0) -> torch.Tensor:
-        if beta != 0:
-            raise ValueError(f"{name}: expected beta = 0 for a closed-form population limit, got {beta!r}")
-        return prob.log_pi_star
-    limit.__doc__ = f"Population limit of {name} at beta = 0: pi* itself."
-    return limit
-
-
-def _reverse_kl_limit(prob: ToyProblem, beta: float = 0.0) -> torch.Tensor:
-    r""":math:`\pi_0^{\beta/(\beta+\gamma)}\pi^{*\gamma/(\beta+\gamma)}` (Section 5, prior smoothing); :math:`\pi^*` at beta = 0."""
-    if beta == 0:
-        return prob.log_pi_star
-    total = beta + prob.gamma
-    return _normalised((beta * prob.require_reference() + prob.gamma * prob.log_pi_star) / total)
-
-
-def _tilted_reference_limit(prob: ToyProblem, beta: float) -> torch.Tensor:
-    r""":math:`\pi_0\,\pi^{*\gamma/\beta}`: DPO's limit and RLHF's Gibbs policy :math:`\pi_0 e^{R^*/\beta}`, :math:`R^* = \gamma\ln\pi^*`."""
-    return _normalised(prob.require_reference() + prob.gamma / beta * prob.log_pi_star)
-
-
-def _rebel_limit(prob: ToyProblem, eta: float) -> torch.Tensor:
-    r""":math:`\pi_0 e^{\eta R^*} = \pi_0\,\pi^{*\eta\gamma}` (zero squared loss on every pair)."""
-    return _normalised(prob.require_reference() + eta * prob.gamma * prob.log_pi_star)
-
-
-register(Estimator("pmle", "PMLE (eq. 4)", _est.pmle, "forward", ("beta",), equation="4",
-                   population_limit=_pi_star_limit("pmle"), reference=_brute.pmle))
-register(Estimator("distill", "Preference distillation (eq. 11)", _est.distill, "forward", ("beta",),
-                   needs_reward=True, equation="11", population_limit=_pi_star_limit("distill"),
-                   reference=_brute.distill))
-register(Estimator("reverse_kl", "Reverse KL (eq. 15)", _est.reverse_kl, "reverse", ("beta",),
-                   needs_reward=True, equation="15", population_limit=_reverse_kl_limit,
-                   reference=_brute.reverse_kl))
-register(Estimator("dpo", "DPO (eq. 6)", _est.dpo, "forward", ("beta",), learns_pi_star=False, equation="6",
-                   population_limit=_tilted_reference_limit, reference=_brute.dpo))
-register(Estimator("rlhf", "RLHF (eq. 1)", _est.rlhf, "forward", ("beta",), needs_reward=True,
-                   learns_pi_star=False, equation="1", population_limit=_tilted_reference_limit,
-                   reference=_brute.rlhf))
-register(Estimator("rebel", "REBEL (eq. 10)", _est.rebel, "forward", ("eta",), needs_reward=True,
-                   learns_pi_star=False, equation="10", population_limit=_rebel_limit, reference=_brute.rebel))
+# The records are declared beside their functions (``@registered`` in :mod:`finitepref.estimators`), so an
+# estimator's table, argmin and record live in one file; importing that module fills ESTIMATORS.
+from . import estimators as _estimators  # noqa: E402, F401
