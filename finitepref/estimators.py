@@ -49,7 +49,7 @@ import torch
 
 from . import _brute, losses
 from ._argmin import TIE_RTOL, argmin_rows, check_stats
-from ._validate import check_positive
+from ._validate import as_float64, check_positive
 from .preference import PreferenceData
 from .problem import ToyProblem
 from .registry import Estimator, register
@@ -240,11 +240,11 @@ def _rebel_limit(prob: ToyProblem, eta: float) -> Tensor:
 
 
 def registered(label: str, divergence: str, params: tuple[str, ...], *, equation: str, needs_reward: bool = False,
-               learns_pi_star: bool = True, population_limit=None, reference=None):
+               learns_pi_star: bool = True, population_limit=None, reference=None, test_params=()):
     """Declare the decorated exact-argmin function in :data:`finitepref.registry.ESTIMATORS` (its name is the key)."""
     def wrap(function):
         register(Estimator(function.__name__, label, function, divergence, params, needs_reward, learns_pi_star,
-                           equation, population_limit, reference))
+                           equation, population_limit, reference, test_params))
         return function
     return wrap
 
@@ -357,7 +357,7 @@ def reverse_kl(prob: ToyProblem, data: PreferenceData, reward_index, beta: float
 
 
 @registered("DPO (eq. 6)", "forward", ("beta",), equation="6", learns_pi_star=False,
-            population_limit=_tilted_reference_limit, reference=_brute.dpo)
+            population_limit=_tilted_reference_limit, reference=_brute.dpo, test_params=({"beta": 0.1}, {"beta": 2.0}))
 def dpo(prob: ToyProblem, data: PreferenceData, beta: float, *, chunk_size: int | None = None) -> np.ndarray:
     r"""DPO baseline [2]_, eq. (6), with inverse temperature ``beta > 0`` against ``prob.reference``.
 
@@ -408,7 +408,7 @@ def rlhf(prob: ToyProblem, data: PreferenceData, reward_index, beta: float, *,
 
 
 @registered("REBEL (eq. 10)", "forward", ("eta",), equation="10", needs_reward=True, learns_pi_star=False,
-            population_limit=_rebel_limit, reference=_brute.rebel)
+            population_limit=_rebel_limit, reference=_brute.rebel, test_params=({"eta": 0.1}, {"eta": 2.0}))
 def rebel(prob: ToyProblem, data: PreferenceData, reward_index, eta: float, *,
           chunk_size: int | None = None) -> np.ndarray:
     r"""REBEL baseline [3]_, eq. (10): least squares of the reference-relative log-ratio on :math:`\eta\Delta\hat R`.
@@ -441,8 +441,8 @@ def rebel(prob: ToyProblem, data: PreferenceData, reward_index, eta: float, *,
 # ---------------------------------------------------------------------- differentiable objectives
 def _objective(table: Tensor, counts) -> Tensor:
     """``(table . [c | m]) / n`` with ``0 * inf = 0``: a table entry counts only where its statistic is non-zero."""
-    counts = torch.as_tensor(np.asarray(counts) if not isinstance(counts, Tensor) else counts,
-                             dtype=table.dtype, device=table.device)
+    counts = as_float64("counts", counts, np.ndim(counts) if not isinstance(counts, Tensor) else counts.ndim,
+                        table.device).to(table.dtype)
     if counts.ndim != 3 or counts.shape[-1] != counts.shape[-2]:
         raise ValueError(f"counts: expected shape (X, A, A), got {tuple(counts.shape)}")
     if not torch.isfinite(counts).all() or (counts < 0).any():

@@ -77,6 +77,9 @@ class Estimator:
         Brute-force reference of the empirical objective, ``reference(prob, samples, [reward_index,]
         **params) -> (K,)``, evaluated sample by sample (:mod:`finitepref._brute`); the tests check the
         estimator's choice attains its minimum.
+    test_params : tuple of dict
+        Parameter settings the registry-parametrised tests run (default: each parameter at 0 and at
+        0.4; an estimator whose parameter must be positive, like DPO's beta, lists its own).
     """
 
     name: str
@@ -89,6 +92,11 @@ class Estimator:
     equation: str = ""
     population_limit: Callable[..., Any] | None = field(default=None, compare=False)
     reference: Callable[..., np.ndarray] | None = field(default=None, compare=False)
+    test_params: tuple[dict[str, float], ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.test_params:  # every parameter at 0 (unregularised) and at a moderate value
+            object.__setattr__(self, "test_params", ({p: 0.0 for p in self.params}, {p: 0.4 for p in self.params}))
 
     def objective(self, prob: ToyProblem, samples, reward_index=None, **params) -> np.ndarray:
         """The brute-force empirical objective of every policy for an explicit sample list, ``(K,)``."""

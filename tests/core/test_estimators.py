@@ -27,27 +27,21 @@ def assert_attains_min(obj: np.ndarray, chosen: int) -> None:
     assert obj[chosen] <= best + tol, f"chosen {chosen} objective {obj[chosen]!r} > min {best!r} at {obj.argmin()}"
 
 
-def _params(entry: reg.Estimator, value: float) -> dict:
-    return {name: value for name in entry.params}
-
-
-# (name, parameter value): DPO and REBEL need a positive parameter
-CASES = [(name, v) for name, e in reg.ESTIMATORS.items() for v in ((0.1, 2.0) if name in ("dpo", "rebel")
-                                                                    else (0.0, 0.4))]
-IDS = [f"{n}-{v}" for n, v in CASES]
+# (name, parameters) from each record's test_params
+CASES = [(name, params) for name, e in reg.ESTIMATORS.items() for params in e.test_params]
+IDS = [f"{n}-{'-'.join(f'{k}{v}' for k, v in p.items())}" for n, p in CASES]
 SHAPES = [(2, 3, 5, 3, 0), (3, 4, 30, 5, 1), (3, 3, 12, 4, 2)]
 
 
-def fit(name, prob, data, value, reward_index, **kw):
+def fit(name, prob, data, params, reward_index, **kw):
     entry = reg.get(name)
-    return entry.fit(prob, data, reward_index if entry.needs_reward else None, **_params(entry, value), **kw) \
-        if not kw else entry.function(prob, data, *([reward_index] if entry.needs_reward else []),
-                                      **_params(entry, value), **kw)
+    args = [reward_index] if entry.needs_reward else []
+    return entry.function(prob, data, *args, **params, **kw)
 
 
-def reference(name, prob, samples, value, reward_index):
+def reference(name, prob, samples, params, reward_index):
     entry = reg.get(name)
-    return entry.objective(prob, samples, reward_index if entry.needs_reward else None, **_params(entry, value))
+    return entry.objective(prob, samples, reward_index if entry.needs_reward else None, **params)
 
 
 def test_registry_is_complete():
@@ -66,18 +60,18 @@ def problem_and_data(request):
     return prob, data
 
 
-@pytest.mark.parametrize("name, value", CASES, ids=IDS)
-def test_estimator_attains_brute_force_minimum(problem_and_data, name, value):
+@pytest.mark.parametrize("name, params", CASES, ids=IDS)
+def test_estimator_attains_brute_force_minimum(problem_and_data, name, params):
     prob, data = problem_and_data
     reward_index = np.arange(data.trials) % prob.n_rewards  # a different reward per trial
-    chosen = fit(name, prob, data, value, reward_index)
+    chosen = fit(name, prob, data, params, reward_index)
     assert chosen.shape == (data.trials,) and chosen.dtype == np.int64
     for t in range(data.trials):
-        assert_attains_min(reference(name, prob, data.samples(t), value, int(reward_index[t])), int(chosen[t]))
+        assert_attains_min(reference(name, prob, data.samples(t), params, int(reward_index[t])), int(chosen[t]))
     if reg.get(name).needs_reward:  # the single-index call agrees with the per-trial array
-        assert fit(name, prob, data, value, int(reward_index[1]))[1] == chosen[1]
+        assert fit(name, prob, data, params, int(reward_index[1]))[1] == chosen[1]
     for chunk in (1, 3, 7):
-        np.testing.assert_array_equal(fit(name, prob, data, value, reward_index, chunk_size=chunk), chosen)
+        np.testing.assert_array_equal(fit(name, prob, data, params, reward_index, chunk_size=chunk), chosen)
 
 
 def test_fit_reward_attains_brute_force_minimum(problem_and_data):
@@ -88,14 +82,14 @@ def test_fit_reward_attains_brute_force_minimum(problem_and_data):
     np.testing.assert_array_equal(est.fit_reward(prob, data, chunk_size=1), chosen)
 
 
-@pytest.mark.parametrize("name, value", CASES, ids=IDS)
-def test_estimator_from_explicit_samples(name, value):
+@pytest.mark.parametrize("name, params", CASES, ids=IDS)
+def test_estimator_from_explicit_samples(name, params):
     """A hand-written sample list through PreferenceData.from_samples."""
     prob = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=9, n_rewards=3, seed=21)
     samples = [(0, 0, 1), (0, 0, 1), (0, 2, 1), (1, 1, 0), (1, 2, 0), (1, 2, 1), (0, 1, 2)]
     data = PreferenceData.from_samples(samples, 2, 3)
-    chosen = int(fit(name, prob, data, value, 2)[0])
-    assert_attains_min(reference(name, prob, samples, value, 2), chosen)
+    chosen = int(fit(name, prob, data, params, 2)[0])
+    assert_attains_min(reference(name, prob, samples, params, 2), chosen)
 
 
 def _with_policies(prob, log_policies, star):
@@ -103,21 +97,21 @@ def _with_policies(prob, log_policies, star):
                       reference=prob.log_reference, log_space=True)
 
 
-@pytest.mark.parametrize("name, value", CASES, ids=IDS)
-def test_ties_go_to_lowest_index(name, value):
+@pytest.mark.parametrize("name, params", CASES, ids=IDS)
+def test_ties_go_to_lowest_index(name, params):
     prob = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=7, n_rewards=3, seed=8)
     data = prob.sample(30, trials=3, seed=1)
-    base = fit(name, prob, data, value, 1)
+    base = fit(name, prob, data, params, 1)
     lp = prob.log_policies
     # every policy twice: the first copy must win, also across chunk boundaries
     dup = _with_policies(prob, torch.cat([lp, lp]), prob.star)
-    np.testing.assert_array_equal(fit(name, dup, data, value, 1), base)
-    np.testing.assert_array_equal(fit(name, dup, data, value, 1, chunk_size=3), base)
+    np.testing.assert_array_equal(fit(name, dup, data, params, 1), base)
+    np.testing.assert_array_equal(fit(name, dup, data, params, 1, chunk_size=3), base)
     for t in range(2):
         # a copy of the winner placed at index 0: index 0 wins, not the original at base[t] + 1
         first = _with_policies(prob, torch.cat([lp[base[t]][None], lp]), prob.star + 1)
-        assert fit(name, first, data, value, 1)[t] == 0
-        assert fit(name, first, data, value, 1, chunk_size=2)[t] == 0
+        assert fit(name, first, data, params, 1)[t] == 0
+        assert fit(name, first, data, params, 1, chunk_size=2)[t] == 0
 
 
 def test_fit_reward_ties_go_to_lowest_index():
@@ -154,7 +148,7 @@ def test_reproducible_outputs():
         prob = ToyProblem.random(n_prompts=3, n_responses=4, n_policies=25, n_rewards=4, seed=17)
         data = prob.sample(40, trials=6, seed=123)
         r = est.fit_reward(prob, data)
-        return np.concatenate([r] + [fit(name, prob, data, value, r) for name, value in CASES])
+        return np.concatenate([r] + [fit(name, prob, data, params, r) for name, params in CASES])
     np.testing.assert_array_equal(go(), go())
 
 
@@ -271,7 +265,7 @@ def test_reward_index_validated(full, name):
     prob, data = full
     for bad in (3, -1, np.array([0, 3]), np.array([0, 1, 2]), np.array([0.0, 1.0]), np.array([[0, 1]])):
         with pytest.raises(ValueError, match="reward_index"):
-            fit(name, prob, data, 1.0, bad)
+            fit(name, prob, data, reg.get(name).test_params[-1], bad)
 
 
 def test_missing_reference_or_rewards(full):
