@@ -46,9 +46,10 @@ def reference(name, prob, samples, params, reward_index):
 
 def test_registry_is_complete():
     for entry in reg.ESTIMATORS.values():
-        assert entry.reference is not None and entry.population_limit is not None
-        assert f"eq. {entry.equation}" in entry.label
-        assert entry.function.__name__ == entry.name
+        assert entry.reference is not None, f"{entry.name}: no brute-force reference"
+        assert not entry.equation or f"eq. {entry.equation}" in entry.label
+        assert entry.function.__name__ == entry.name and entry.test_params
+        assert all(set(p) == set(entry.params) for p in entry.test_params)
 
 
 @pytest.fixture(scope="module", params=SHAPES, ids=lambda s: f"X{s[0]}A{s[1]}K{s[2]}M{s[3]}s{s[4]}")
