@@ -182,8 +182,8 @@ def _check_data(prob: ToyProblem, data: PreferenceData) -> None:
     if not isinstance(data, PreferenceData):
         raise ValueError(f"data: expected a PreferenceData, got {type(data).__name__}")
     if (data.n_prompts, data.n_responses) != (prob.n_prompts, prob.n_responses):
-        raise ValueError(f"data: counts are for X={data.n_prompts}, A={data.n_responses} but the problem has "
-                         f"X={prob.n_prompts}, A={prob.n_responses}")
+        raise ValueError(f"data: expected counts for X={prob.n_prompts}, A={prob.n_responses} (the problem's), "
+                         f"got X={data.n_prompts}, A={data.n_responses}")
 
 
 def _trial_rewards(prob: ToyProblem, reward_index, trials: int) -> Tensor:
@@ -197,7 +197,8 @@ def _trial_rewards(prob: ToyProblem, reward_index, trials: int) -> Tensor:
     if idx.shape != (trials,):
         raise ValueError(f"reward_index: expected one index or one per trial ({trials}), got shape {idx.shape}")
     if idx.min() < 0 or idx.max() >= rewards.shape[0]:
-        raise ValueError(f"reward_index: index outside the reward class [0, {rewards.shape[0]})")
+        bad = idx[(idx < 0) | (idx >= rewards.shape[0])][0]
+        raise ValueError(f"reward_index: expected indices in [0, {rewards.shape[0]}), got {int(bad)}")
     return rewards[torch.as_tensor(idx, device=rewards.device)]
 
 

@@ -219,6 +219,6 @@ def shaped_reward(reward: Tensor, logp: Tensor, ref_logp: Tensor | None, beta: f
     out = reward - gamma * logp if gamma != 0 else reward + torch.zeros_like(logp)
     if beta != 0:
         if ref_logp is None:
-            raise ValueError("shaped_reward: ref_logp is required when beta != 0")
+            raise ValueError(f"ref_logp: expected reference log-probabilities when beta != 0 (beta = {beta!r}), got None")
         out = out - beta * (logp - ref_logp)
     return out

@@ -90,7 +90,7 @@ class ToyProblem:
         check_distribution("mu", self.mu, input_eps(mu))
         n_prompts, n_responses = self.mu.shape
         if self.prompt_probs.shape[0] != n_prompts:
-            raise ValueError(f"mu: has {n_prompts} prompts but prompt_probs has {self.prompt_probs.shape[0]}")
+            raise ValueError(f"mu: expected {self.prompt_probs.shape[0]} prompts (as prompt_probs), got {n_prompts}")
         if n_responses < 2:
             raise ValueError(f"mu: expected at least 2 responses for pairwise preferences, got {n_responses}")
         self.log_policies = self._read_policies("policies", policies, 3, log_space)
@@ -296,7 +296,8 @@ class ToyProblem:
         if not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"index: expected integer policy indices, got dtype {idx.dtype}")
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_policies):
-            raise ValueError(f"index: policy index out of range [0, {self.n_policies})")
+            bad = idx[(idx < 0) | (idx >= self.n_policies)].flat[0]
+            raise ValueError(f"index: expected policy indices in [0, {self.n_policies}), got {int(bad)}")
         out = table[idx]
         return float(out) if np.ndim(out) == 0 else out
 
@@ -344,7 +345,7 @@ class ToyProblem:
         check_positive("spread", spread, allow_zero=True)
         device = check_device(device)
         if n_rewards < 0 or n_rewards > n_policies:
-            raise ValueError(f"n_rewards: must be in [0, n_policies], got {n_rewards}")
+            raise ValueError(f"n_rewards: expected an integer in [0, n_policies = {n_policies}], got {n_rewards!r}")
         rng = np.random.default_rng(seed)
         prompt_probs = rng.dirichlet(np.full(n_prompts, 5.0))
         mu_arr = cls._make_mu(mu, rng, n_prompts, n_responses)

@@ -113,7 +113,8 @@ class Estimator:
             raise TypeError(f"{self.name}: does not take {sorted(unknown)}; it takes {list(self.params)}")
         if self.needs_reward:
             if reward_index is None:
-                raise ValueError(f"{self.name}: needs reward_index (a fitted reward, e.g. from estimators.fit_reward)")
+                raise ValueError(f"reward_index: {self.name} expected a fitted reward index (e.g. from "
+                                 "estimators.fit_reward), got None")
             return self.function(prob, data, reward_index, **params)
         return self.function(prob, data, **params)
 
@@ -128,7 +129,7 @@ ESTIMATORS: dict[str, Estimator] = {}
 def register(entry: Estimator) -> Estimator:
     """Add ``entry`` to :data:`ESTIMATORS` (names are unique)."""
     if entry.name in ESTIMATORS:
-        raise ValueError(f"estimator {entry.name!r} is already registered")
+        raise ValueError(f"name: expected a new estimator name, got {entry.name!r} (already registered)")
     ESTIMATORS[entry.name] = entry
     return entry
 
@@ -138,7 +139,7 @@ def get(name: str) -> Estimator:
     try:
         return ESTIMATORS[name]
     except KeyError:
-        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}") from None
+        raise ValueError(f"name: expected one of {', '.join(ESTIMATORS)}, got {name!r}") from None
 
 
 def names(*, learns_pi_star: bool | None = None) -> tuple[str, ...]:

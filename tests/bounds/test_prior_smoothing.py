@@ -39,8 +39,9 @@ def test_closed_form_is_the_numerical_minimiser(case):
 
     def fun(theta):
         p = softmax(theta)
-        g = -r + (beta + gamma) * (np.log(p) + 1.0) - beta * np.log(p0)  # gradient in p
-        return f(p), p * (g - p @ g)
+        with np.errstate(divide="ignore", invalid="ignore"):  # BFGS may step to p_k = 0
+            g = -r + (beta + gamma) * (np.log(p) + 1.0) - beta * np.log(p0)  # gradient in p
+            return f(p), np.nan_to_num(p * (g - p @ g))
 
     res = minimize(fun, np.log(p0), jac=True, method="BFGS", options={"gtol": 1e-13, "maxiter": 10000})
     # the objective's terms are O(scale); rounding in f is a few eps * scale * K
