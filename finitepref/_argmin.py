@@ -161,6 +161,7 @@ def _resolve(name, build, n_rows, stats, chunk, starts, best, mins, firsts, firs
     for c in torch.unique(cand[recheck]).tolist():
         rows = trial[recheck & (cand == c)]
         start = starts[c]
-        values = _values(name, stats[rows], build(slice(start, min(start + chunk, n_rows))), start)
+        # the same product as in pass 1 (all trials), so the values are bit-identical to those judged there
+        values = _values(name, stats, build(slice(start, min(start + chunk, n_rows))), start)[rows]
         out[rows] = (values <= thr[rows][:, None]).to(torch.uint8).argmax(dim=1) + start
     return out.cpu().numpy()
