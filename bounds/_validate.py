@@ -23,15 +23,26 @@ __all__ = [
 
 def as_float(name: str, value) -> np.ndarray:
     """Return ``value`` as a float64 array, rejecting NaN."""
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        raw = np.asarray(value)
+        if np.iscomplexobj(raw):
+            raise TypeError("complex values")
+        arr = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a real number or array, got {_short(value)} ({err})") from None
     if np.isnan(arr).any():
-        raise ValueError(f"{name} must not be NaN")
+        raise ValueError(f"{name} must not be NaN, got {_short(value)}")
     return arr
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _fail_if(name: str, arr: np.ndarray, bad: np.ndarray, requirement: str) -> np.ndarray:
     if np.any(bad):
-        first = np.broadcast_to(arr, bad.shape)[bad].flat[0]
+        first = float(np.broadcast_to(arr, bad.shape)[bad].flat[0])
         raise ValueError(f"{name} must be {requirement}, got {first!r}")
     return arr
 

@@ -28,23 +28,80 @@ __all__ = ["reverse_kl_objective", "reverse_kl_solution", "rlhf_solution", "smoo
 def _check_p0(p0) -> np.ndarray:
     p0 = as_float("p0", p0)
     if p0.ndim == 0:
-        raise ValueError("p0 must have at least one axis (the categories)")
-    if np.any(p0 < 0) or not np.all(np.isfinite(p0)):
-        raise ValueError("p0 must be finite and >= 0")
+        raise ValueError(f"p0 must have at least one axis (the categories), got the scalar {float(p0)!r}")
+    bad = (p0 < 0) | ~np.isfinite(p0)
+    if bad.any():
+        raise ValueError(f"p0 must be finite and >= 0, got {float(p0[bad].flat[0])!r}")
     if np.any(p0.sum(axis=-1) <= 0):
-        raise ValueError("p0 must have a positive entry along the last axis")
+        raise ValueError("p0 must have a positive entry along the last axis, got an all-zero row")
     return p0
+
+
+def _check_p(p) -> np.ndarray:
+    """A probability vector on the last axis: finite, >= 0, summing to 1 within 4 K eps (or 1e-9)."""
+    p = as_float("p", p)
+    if p.ndim == 0:
+        raise ValueError(f"p must have at least one axis (the categories), got the scalar {float(p)!r}")
+    bad = (p < 0) | ~np.isfinite(p)
+    if bad.any():
+        raise ValueError(f"p must be finite and >= 0, got {float(p[bad].flat[0])!r}")
+    tol = max(1e-9, 4 * p.shape[-1] * np.finfo(np.float64).eps)
+    err = np.abs(p.sum(axis=-1) - 1.0)
+    if np.any(err > tol):
+        raise ValueError(f"p must sum to 1 along the last axis (tolerance {tol:.3g}), got a sum of "
+                         f"{float(np.asarray(p.sum(axis=-1))[err > tol].flat[0])!r}")
+    return p
 
 
 def _check_r(r) -> np.ndarray:
     r = as_float("r", r)
     if not np.all(np.isfinite(r)):
-        raise ValueError("r must be finite")
+        raise ValueError(f"r must be finite, got {float(r[~np.isfinite(r)].flat[0])!r}")
     return r
+
+
+def _check_weights(beta, gamma) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``beta, gamma >= 0`` (``inf`` allowed, not both), ``beta + gamma > 0``; returns them and alpha."""
+    beta = check_nonnegative("beta", beta)
+    gamma = check_nonnegative("gamma", gamma)
+    if np.any(np.isinf(beta) & np.isinf(gamma)):
+        raise ValueError("beta and gamma must not both be inf (alpha = beta / (beta + gamma) is undefined)")
+    if np.any(beta + gamma <= 0):
+        raise ValueError(f"beta + gamma must be > 0, got {float(np.min(beta + gamma))!r}")
+    with np.errstate(invalid="ignore"):
+        alpha = np.where(np.isinf(beta), 1.0, beta / (beta + gamma))
+    return beta, gamma, alpha
 
 
 def _normalise_log(log_w: np.ndarray) -> np.ndarray:
     return np.exp(log_w - logsumexp(log_w, axis=-1, keepdims=True))
+
+
+_DIRECT_LIMIT = 1e3
+
+
+def _gibbs(log_base: np.ndarray, r: np.ndarray, temp) -> np.ndarray:
+    r"""Normalised :math:`\exp(\text{log\_base} + r/\text{temp})` without NaN.
+
+    The rewards are shifted by their maximum over the base's support before the division, so
+    ``r / temp`` cannot reach ``+inf`` (a tiny ``temp`` concentrates the mass on the best response;
+    ``temp = inf`` gives the base). Outside the support the weight is exactly 0. Where every
+    ``|r / temp|`` is at most ``_DIRECT_LIMIT`` the direct form ``log_base + r / temp`` is used (it
+    loses at most ``eps * _DIRECT_LIMIT`` of ``log_base``); beyond, adding ``r / temp`` of 1e9 to
+    ``log_base`` would cost 7 digits, so the shifted form is used.
+    """
+    log_base, r = np.broadcast_arrays(log_base, r)
+    temp = np.asarray(temp)[..., None] if np.ndim(temp) else temp
+    support = log_base > -np.inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = r / temp
+    if np.all(np.abs(np.where(support, scaled, 0.0)) <= _DIRECT_LIMIT):
+        return _normalise_log(np.where(support, log_base + scaled, -np.inf))  # the common case, as before
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = np.max(np.where(support, r, -np.inf), axis=-1, keepdims=True)
+        shifted = np.where(support, (r - top), 0.0)  # <= 0; may be -inf for rewards 1e308 apart
+        scaled = np.where(shifted == 0, 0.0, shifted / temp)
+    return _normalise_log(np.where(support, log_base + scaled, -np.inf))
 
 
 def _alpha_log_p0(p0: np.ndarray, alpha) -> np.ndarray:
@@ -72,11 +129,7 @@ def smoothed_prior(p0, beta, gamma):
         Normalised :math:`p_0^\alpha` (uniform on the support's complement too when ``alpha = 0``).
     """
     p0 = _check_p0(p0)
-    beta = check_nonnegative("beta", beta)
-    gamma = check_nonnegative("gamma", gamma)
-    if np.any(beta + gamma <= 0):
-        raise ValueError("beta + gamma must be > 0")
-    alpha = beta / (beta + gamma)
+    _, _, alpha = _check_weights(beta, gamma)
     return _normalise_log(_alpha_log_p0(p0, alpha))
 
 
@@ -102,14 +155,8 @@ def reverse_kl_solution(p0, r, beta, gamma):
     """
     p0 = _check_p0(p0)
     r = _check_r(r)
-    beta = check_nonnegative("beta", beta)
-    gamma = check_nonnegative("gamma", gamma)
-    if np.any(beta + gamma <= 0):
-        raise ValueError("beta + gamma must be > 0")
-    alpha = beta / (beta + gamma)
-    temp = beta + gamma
-    temp = temp[..., None] if np.ndim(temp) else temp
-    return _normalise_log(_alpha_log_p0(p0, alpha) + r / temp)
+    beta, gamma, alpha = _check_weights(beta, gamma)
+    return _gibbs(_alpha_log_p0(p0, alpha), r, beta + gamma)
 
 
 def rlhf_solution(p0, r, beta_total):
@@ -134,9 +181,8 @@ def rlhf_solution(p0, r, beta_total):
     p0 = _check_p0(p0)
     r = _check_r(r)
     beta_total = check_positive("beta_total", beta_total)
-    temp = beta_total[..., None] if np.ndim(beta_total) else beta_total
     with np.errstate(divide="ignore"):
-        return _normalise_log(np.log(p0) + r / temp)
+        return _gibbs(np.log(p0), r, beta_total)
 
 
 def reverse_kl_objective(p, p0, r, beta, gamma):
@@ -156,18 +202,21 @@ def reverse_kl_objective(p, p0, r, beta, gamma):
     -------
     numpy.ndarray or numpy.float64
     """
-    p = as_float("p", p)
+    p = _check_p(p)
     p0 = _check_p0(p0)
     p0 = p0 / p0.sum(axis=-1, keepdims=True)
     r = _check_r(r)
     beta = check_nonnegative("beta", beta)
     gamma = check_nonnegative("gamma", gamma)
+    if np.any(np.isinf(beta) & np.isinf(gamma)):
+        raise ValueError("beta and gamma must not both be inf (the objective would be inf - inf)")
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
         plogp0 = np.where(p > 0, p * np.log(np.where(p > 0, p0, 1.0)), 0.0)
     neg_entropy = plogp.sum(axis=-1)
     kl = (plogp - plogp0).sum(axis=-1)
-    value = -(p * r).sum(axis=-1) + gamma * neg_entropy
-    kl_term = np.where(beta == 0, 0.0, beta * np.where(np.isinf(kl), np.inf, kl))
-    out = value + kl_term
+    with np.errstate(invalid="ignore"):  # inf * 0 = 0: an infinite weight on a zero KL costs nothing
+        kl_term = np.where((beta == 0) | (kl == 0), 0.0, beta * np.where(np.isinf(kl), np.inf, kl))
+        entropy_term = np.where(gamma == 0, 0.0, gamma * neg_entropy)
+    out = -(p * r).sum(axis=-1) + entropy_term + kl_term
     return out[()] if np.ndim(out) == 0 else out

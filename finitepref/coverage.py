@@ -54,7 +54,14 @@ def coverage(log_policies: Tensor, log_pi_star: Tensor, prompt_probs: Tensor, mu
 
     "Zero" is decided with a tolerance of 64 float64 ulps of the log-probabilities' magnitude:
     :math:`\Delta\bar R` entries smaller than that are rounding noise of an exact zero.
+
+    Total: :math:`\Delta\bar R` is normalised per policy by a power of two before squaring (the
+    ratio is scale-free and the scaling exact), so log-probabilities down to ``-1.7e308`` give the
+    right finite value, never a false 0 from an overflowed ``inf / inf``. Log-probabilities must be
+    finite (a zero probability makes :math:`\Delta\bar R` undefined): ``ValueError`` otherwise.
     """
+    _check_finite_logs("log_policies", log_policies)
+    _check_finite_logs("log_pi_star", log_pi_star)
     centered_star = centered_log_probs(log_pi_star, mu)
     pi_star = torch.exp(log_pi_star)
     weight_star = prompt_probs[:, None] * pi_star
@@ -63,9 +70,11 @@ def coverage(log_policies: Tensor, log_pi_star: Tensor, prompt_probs: Tensor, mu
     best = 0.0
     for start in range(0, log_policies.shape[0], _CHUNK):
         chunk = log_policies[start:start + _CHUNK]
-        delta = centered_log_probs(chunk, mu) - centered_star
+        # halves and powers of two are exact: no overflow of the difference or of its square
+        delta = 0.5 * centered_log_probs(chunk, mu) - 0.5 * centered_star
         scale = chunk.abs().amax(dim=(-2, -1), keepdim=True) + scale_star + 1.0
-        delta = torch.where(delta.abs() <= 64 * _EPS * scale, torch.zeros_like(delta), delta)
+        delta = torch.where(delta.abs() <= 32 * _EPS * scale, torch.zeros_like(delta), delta)
+        delta = delta * _power_of_two_normaliser(delta)
         sq = delta * delta
         num = (weight_star * sq).sum((-2, -1))
         den = (weight_mu * sq).sum((-2, -1))
@@ -74,6 +83,19 @@ def coverage(log_policies: Tensor, log_pi_star: Tensor, prompt_probs: Tensor, mu
         if math.isinf(best):
             break
     return best
+
+
+def _power_of_two_normaliser(delta: Tensor) -> Tensor:
+    """Per policy, the power of two ``2**-e`` with ``max |delta| * 2**-e`` in [1/2, 1) (1 where delta is 0)."""
+    peak = delta.abs().amax(dim=(-2, -1), keepdim=True)
+    _, exponent = torch.frexp(peak)
+    return torch.where(peak > 0, torch.ldexp(torch.ones_like(peak), -exponent), torch.ones_like(peak))
+
+
+def _check_finite_logs(name: str, log_p: Tensor) -> None:
+    if not torch.isfinite(log_p).all():
+        raise ValueError(f"{name}: expected finite log-probabilities (full support; Assumption 2), got "
+                         f"{float(log_p[~torch.isfinite(log_p)][0])}")
 
 
 def concentrability(log_policies: Tensor, prompt_probs: Tensor, mu: Tensor) -> float:

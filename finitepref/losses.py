@@ -14,7 +14,25 @@ same under the reference :math:`\pi_0`, ``r_*`` are rewards :math:`R(x, a^\pm)`.
 Numerics: :math:`-\ln\sigma(z)` is computed by :func:`torch.nn.functional.logsigmoid`, which
 is finite and exact for :math:`|z|` up to the float range; :math:`\ln(1-\sigma(z))` is written
 :math:`\ln\sigma(-z)`. Log-probabilities may be as small as ``-1e300``-scale finite values;
-``-inf`` (a zero probability) propagates as ``+inf`` loss where the equation says so.
+``-inf`` (a zero probability) propagates as ``+inf`` loss where the equation says so, and a zero
+weight times an infinite log-loss is 0 (never NaN).
+
+References
+----------
+.. [1] J. Yun, J. Kim, J. Park, J. Kim, J. J. Ryu, J. Cho, K.-S. Jun. "Alignment as Distribution
+   Learning: Your Preference Model is Explicitly a Language Model." ICML 2025 Workshop on Models of
+   Human Feedback for AI Alignment, 2025. Equation numbers refer to it.
+.. [2] R. Rafailov, A. Sharma, E. Mitchell, S. Ermon, C. D. Manning, C. Finn. "Direct Preference
+   Optimization: Your Language Model is Secretly a Reward Model." NeurIPS 2023. arXiv:2305.18290.
+.. [3] Z. Gao, J. D. Chang, W. Zhan, O. Oertell, G. Swamy, K. Brantley, T. Joachims, J. A. Bagnell,
+   J. D. Lee, W. Sun. "REBEL: Reinforcement Learning via Regressing Relative Rewards." NeurIPS 2024.
+   arXiv:2404.16767.
+.. [4] L. Ouyang, J. Wu, X. Jiang, et al. "Training language models to follow instructions with human
+   feedback." NeurIPS 2022. arXiv:2203.02155.
+.. [5] R. A. Bradley, M. E. Terry. "Rank Analysis of Incomplete Block Designs: I. The Method of Paired
+   Comparisons." Biometrika 39(3/4):324-345, 1952.
+.. [6] J. Schulman. "Approximating KL Divergence." Blog post, 2020.
+   http://joschu.net/blog/kl-approx.html
 """
 
 from __future__ import annotations
@@ -43,6 +61,14 @@ def preference_logit(logp_a: Tensor, logp_b: Tensor, gamma: float) -> Tensor:
     Returns :math:`\gamma(\ln\pi(a\mid x) - \ln\pi(b\mid x))`. Two equal infinite arguments
     (two zero-probability responses) give 0, the model's 1/2 for indistinguishable responses,
     instead of ``nan``; gradients flow unchanged everywhere else.
+
+    Examples
+    --------
+    >>> t = lambda v: torch.tensor(v, dtype=torch.float64)
+    >>> float(preference_logit(t(-1.0), t(-3.0), 0.5))
+    1.0
+    >>> float(preference_logit(t(float("-inf")), t(float("-inf")), 1.0))
+    0.0
     """
     diff = logp_a - logp_b
     both_inf = torch.isinf(logp_a) & (logp_a == logp_b)
@@ -55,6 +81,12 @@ def pmle_loss(logp_plus: Tensor, logp_minus: Tensor, gamma: float) -> Tensor:
     .. math:: \ell_{\mathrm{PMLE}} = -\ln\sigma\Bigl(\gamma \ln\frac{\pi(a^+\mid x)}{\pi(a^-\mid x)}\Bigr).
 
     The KL regularizer of eq. (5) is added separately (see :func:`shaped_reward`).
+
+    Examples
+    --------
+    >>> t = lambda v: torch.tensor(v, dtype=torch.float64)
+    >>> round(float(pmle_loss(t(-1.0), t(-1.0), 1.0)), 6)  # equal probabilities: -ln sigma(0) = ln 2
+    0.693147
     """
     return -F.logsigmoid(preference_logit(logp_plus, logp_minus, gamma))
 
@@ -68,7 +100,13 @@ def dpo_loss(
               - \beta\ln\frac{\pi_0(a^+\mid x)}{\pi_0(a^-\mid x)}\Bigr).
 
     The paper writes the coefficient as :math:`\gamma`; Rafailov et al. (2023) call it
-    :math:`\beta`. Here it is the argument ``beta``.
+    :math:`\beta`. Here it is the argument ``beta`` [2]_.
+
+    Examples
+    --------
+    >>> t = lambda v: torch.tensor(v, dtype=torch.float64)
+    >>> round(float(dpo_loss(t(-1.0), t(-2.0), t(-1.0), t(-2.0), 0.1)), 6)  # pi = pi0 on the pair: ln 2
+    0.693147
     """
     margin = preference_logit(logp_plus, logp_minus, 1.0) - preference_logit(ref_plus, ref_minus, 1.0)
     return -F.logsigmoid(beta * margin)
@@ -78,6 +116,14 @@ def bradley_terry_loss(r_plus: Tensor, r_minus: Tensor) -> Tensor:
     r"""Per-pair Bradley-Terry reward-model loss, eq. (9).
 
     .. math:: \ell_{\mathrm{BT}} = -\ln\sigma\bigl(R(x,a^+) - R(x,a^-)\bigr).
+
+    The Bradley-Terry model [5]_ as used for reward models by Ouyang et al. [4]_.
+
+    Examples
+    --------
+    >>> t = lambda v: torch.tensor(v, dtype=torch.float64)
+    >>> round(float(bradley_terry_loss(t(2.0), t(0.0))), 6)  # ln(1 + e^-2)
+    0.126928
     """
     return -F.logsigmoid(preference_logit(r_plus, r_minus, 1.0))
 
@@ -95,11 +141,30 @@ def distill_loss(
 
     the cross-entropy between Bernoulli(:math:`\tilde p`) and Bernoulli(:math:`\sigma(z)`). It is
     symmetric under swapping :math:`a^+` and :math:`a^-`. :math:`1-\tilde p` is computed as
-    :math:`\sigma(-\Delta\hat R)`, so neither weight loses digits.
+    :math:`\sigma(-\Delta\hat R)`, so neither weight loses digits; a weight of 0 times an infinite
+    log-loss counts 0.
+
+    Examples
+    --------
+    >>> t = lambda v: torch.tensor(v, dtype=torch.float64)
+    >>> round(float(distill_loss(t(-1.0), t(-1.0), t(0.0), t(0.0), 1.0)), 6)  # both sides 1/2: ln 2
+    0.693147
     """
     dr = preference_logit(r_plus, r_minus, 1.0)
     z = preference_logit(logp_plus, logp_minus, gamma)
-    return -(torch.sigmoid(dr) * F.logsigmoid(z) + torch.sigmoid(-dr) * F.logsigmoid(-z))
+    return -(_weighted(_sigmoid(dr), F.logsigmoid(z)) + _weighted(_sigmoid(-dr), F.logsigmoid(-z)))
+
+
+def _sigmoid(x: Tensor) -> Tensor:
+    r""":math:`\sigma(x)`, accurate into the subnormal range: :math:`e^x` for :math:`x < -36` (where
+    :math:`\sigma(x) = e^x/(1+e^x)` equals :math:`e^x` to float64 precision), since ``torch.sigmoid``
+    computes :math:`1/(1+e^{-x})` and returns 0 once :math:`e^{-x}` overflows (:math:`x < -709.8`)."""
+    return torch.where(x < -36.0, torch.exp(x.clamp(max=-36.0)), torch.sigmoid(x))  # clamp: no inf in the unused branch
+
+
+def _weighted(weight: Tensor, value: Tensor) -> Tensor:
+    """``weight * value`` with ``0 * inf = 0`` (a label of probability 0 ignores an infinite log-loss)."""
+    return torch.where(weight == 0, torch.zeros_like(value), weight * value)
 
 
 def rebel_loss(
@@ -115,6 +180,14 @@ def rebel_loss(
 
     .. math:: \ell_{\mathrm{REBEL}} = \Bigl(\ln\frac{\pi(a^+\mid x)/\pi_0(a^+\mid x)}{\pi(a^-\mid x)/\pi_0(a^-\mid x)}
               - \eta\bigl(\hat R(x,a^+) - \hat R(x,a^-)\bigr)\Bigr)^2.
+
+    Gao et al. [3]_.
+
+    Examples
+    --------
+    >>> t = lambda v: torch.tensor(v, dtype=torch.float64)
+    >>> float(rebel_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), t(0.5), t(0.0), 2.0))  # (1 - 2 * 0.5)^2
+    0.0
     """
     margin = preference_logit(logp_plus, logp_minus, 1.0) - preference_logit(ref_plus, ref_minus, 1.0)
     return (margin - eta * preference_logit(r_plus, r_minus, 1.0)) ** 2
@@ -133,12 +206,20 @@ def shaped_reward(reward: Tensor, logp: Tensor, ref_logp: Tensor | None, beta: f
     With ``reward = 0`` and ``gamma = 0`` it is :math:`-\beta` times the per-sample KL estimate, the
     regularizer of eqs. (5) and (12).
 
-    ``ref_logp`` may be ``None`` only when ``beta == 0``.
+    ``ref_logp`` may be ``None`` only when ``beta == 0``. With ``reward = 0, gamma = 0`` its negative
+    mean is the KL estimate :math:`\beta\ln(\pi/\pi_0)` of Schulman [6]_ ("k1"), whose expectation under
+    :math:`\pi` is exact here (the toy core sums over all responses).
+
+    Examples
+    --------
+    >>> t = lambda v: torch.tensor(v, dtype=torch.float64)
+    >>> float(shaped_reward(t(1.0), t(-1.0), t(-2.0), 0.5, 0.0))  # 1 - 0.5 * (-1 + 2)
+    0.5
     """
     out = reward - gamma * logp if gamma != 0 else reward + torch.zeros_like(logp)
     if beta != 0:
         if ref_logp is None:
-            raise ValueError("shaped_reward: ref_logp is required when beta != 0")
+            raise ValueError(f"ref_logp: expected reference log-probabilities when beta != 0 (beta = {beta!r}), got None")
         out = out - beta * (logp - ref_logp)
     return out
 
@@ -158,6 +239,13 @@ def ipo_loss(
 
     :math:`h` is the margin of :func:`dpo_loss` (two equal infinite log-probabilities give a zero
     difference, as in :func:`preference_logit`); an infinite margin gives ``+inf``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> t = torch.tensor
+    >>> ipo_loss(t([-1.0]), t([-2.0]), t([-1.5]), t([-1.5]), tau=0.5)  # margin 1 = 1/(2 tau): zero loss
+    tensor([0.])
     """
     margin = preference_logit(logp_plus, logp_minus, 1.0) - preference_logit(ref_plus, ref_minus, 1.0)
     return (margin - 0.5 / tau) ** 2
@@ -186,6 +274,13 @@ def chi_link_margin(
     so the sum never forms :math:`\infty - \infty`; :math:`e^{u^+} - e^{u^-}` is evaluated by
     ``expm1`` (no cancellation when :math:`u^+\approx u^-`). The result may be :math:`\pm\infty`
     (a zero probability, or a ratio beyond :math:`e^{709}`); :func:`chipo_loss` clips it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> t = torch.tensor
+    >>> chi_link_margin(t([-1.0]), t([-2.0]), t([-1.5]), t([-1.5]), beta=1.0)  # (e^.5 - e^-.5) + 1
+    tensor([2.0422])
     """
     u = preference_logit(logp_plus, ref_plus, 1.0)
     v = preference_logit(logp_minus, ref_minus, 1.0)
@@ -210,6 +305,13 @@ def chipo_loss(
     finite and positive). The loss is finite for every input (the clip bounds the logit), and lies
     in :math:`[\ln(1 + e^{-2R_{\max}}), \ln(1 + e^{2R_{\max}})]`. The margin is
     :func:`chi_link_margin`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> t = torch.tensor
+    >>> chipo_loss(t([0.0]), t([-800.0]), t([-1.0]), t([-1.0]), beta=1.0, r_max=2.0)  # clipped at 4: ln(1 + e^-4)
+    tensor([0.0181])
     """
     c = 2.0 * r_max
     margin = chi_link_margin(logp_plus, logp_minus, ref_plus, ref_minus, beta)

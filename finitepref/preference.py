@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ._validate import MAX_COUNT, check_count
 from .losses import preference_logit
 
 __all__ = ["PreferenceData", "preference_probs", "pair_law", "sample_counts"]
@@ -62,6 +63,62 @@ def sample_counts(law: np.ndarray, n: int, trials: int, rng: np.random.Generator
     return counts.reshape((trials, *np.shape(law))).astype(np.int64, copy=False)
 
 
+def _as_int64_counts(c: np.ndarray) -> np.ndarray:
+    """Integer-valued real counts as int64 (NaN, inf, fractions, >= 2**63, complex and bool rejected)."""
+    if np.iscomplexobj(c) or c.dtype == bool or not (np.issubdtype(c.dtype, np.integer)
+                                                     or np.issubdtype(c.dtype, np.floating)):
+        raise ValueError(f"counts: expected an integer array, got dtype {c.dtype}")
+    if np.issubdtype(c.dtype, np.floating):
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(c) | (np.mod(c, 1) != 0)
+        if bad.any():
+            raise ValueError(f"counts: expected integer values, got {c[bad].flat[0]}")
+    if c.size and (c.max() > MAX_COUNT or c.min() < 0):
+        value = c.max() if c.max() > MAX_COUNT else c.min()
+        raise ValueError(f"counts: expected integers in [0, 2**53], got {value}")
+    return c.astype(np.int64)
+
+
+def _as_counts(counts) -> np.ndarray:
+    """Validate ``counts`` of shape (trials, X, A, A): integers, at least one trial, equal n in [1, 2**53]."""
+    try:
+        c = np.asarray(counts)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"counts: expected an integer array, got {type(counts).__name__} ({err})") from None
+    if c.ndim != 4 or c.shape[2] != c.shape[3]:
+        raise ValueError(f"counts: expected shape (trials, X, A, A), got {c.shape}")
+    if c.shape[0] < 1 or 0 in c.shape[1:]:
+        raise ValueError(f"counts: expected at least one trial, prompt and response, got shape {c.shape}")
+    c = _as_int64_counts(c)
+    totals = c.reshape(c.shape[0], -1).sum(1, dtype=np.float64)
+    if (totals < 1).any() or (totals != totals[0]).any() or totals[0] > MAX_COUNT:
+        raise ValueError(f"counts: expected every trial to hold the same number n in [1, 2**53] of samples, "
+                         f"got n = {totals[:5].astype(np.int64).tolist()}")
+    return c
+
+
+def _as_samples(samples, n_prompts: int, n_responses: int) -> np.ndarray:
+    """A non-empty (N, 3) int64 array of integer-valued real triples inside the index ranges."""
+    try:
+        arr = np.asarray(list(samples))
+    except TypeError as err:
+        raise ValueError(f"samples: expected an iterable of (x, a_plus, a_minus) triples ({err})") from None
+    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] < 1:
+        raise ValueError(f"samples: expected a non-empty list of (x, a_plus, a_minus) triples, got shape {arr.shape}")
+    if np.iscomplexobj(arr) or arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                                                         or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"samples: expected integer indices, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr) | (np.mod(arr, 1) != 0)
+        if bad.any():
+            raise ValueError(f"samples: expected integer indices, got {arr[bad].flat[0]}")
+    for col, (label, size) in enumerate([("prompt", n_prompts), ("response", n_responses), ("response", n_responses)]):
+        bad = (arr[:, col] < 0) | (arr[:, col] >= size)
+        if bad.any():
+            raise ValueError(f"samples: expected {label} indices in [0, {size}), got {arr[:, col][bad][0]}")
+    return arr.astype(np.int64)
+
+
 @dataclass(frozen=True)
 class PreferenceData:
     r"""Sufficient statistics of ``trials`` independent preference data sets of size ``n``.
@@ -76,19 +133,7 @@ class PreferenceData:
     counts: np.ndarray
 
     def __post_init__(self) -> None:
-        c = np.asarray(self.counts)
-        if c.ndim != 4 or c.shape[2] != c.shape[3]:
-            raise ValueError(f"counts: expected shape (trials, X, A, A), got {c.shape}")
-        if not np.issubdtype(c.dtype, np.integer):
-            if not np.all(np.equal(np.mod(c, 1), 0)):
-                raise ValueError("counts: entries must be integers")
-            c = c.astype(np.int64)
-        if (c < 0).any():
-            raise ValueError("counts: entries must be non-negative")
-        totals = c.reshape(c.shape[0], -1).sum(1)
-        if c.shape[0] < 1 or (totals < 1).any() or (totals != totals[0]).any():
-            raise ValueError(f"counts: every trial must hold the same number n >= 1 of samples, got {totals[:5]}")
-        object.__setattr__(self, "counts", c)
+        object.__setattr__(self, "counts", _as_counts(self.counts))
 
     @property
     def trials(self) -> int:
@@ -122,22 +167,24 @@ class PreferenceData:
         """Expand one data set back into an explicit list of ``(x, a_plus, a_minus)`` (sorted)."""
         idx = np.argwhere(self.counts[trial] > 0)
         out: list[tuple[int, int, int]] = []
-        for x, w, l in idx:
-            out.extend([(int(x), int(w), int(l))] * int(self.counts[trial, x, w, l]))
+        for x, win, lose in idx:
+            out.extend([(int(x), int(win), int(lose))] * int(self.counts[trial, x, win, lose]))
         return out
 
     @classmethod
     def from_samples(
         cls, samples: Iterable[tuple[int, int, int]], n_prompts: int, n_responses: int
     ) -> PreferenceData:
-        """Build one data set (``trials = 1``) from a list of ``(x, a_plus, a_minus)``."""
-        arr = np.asarray(list(samples), dtype=np.int64)
-        if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] < 1:
-            raise ValueError("samples: expected a non-empty list of (x, a_plus, a_minus) triples")
-        if (arr[:, 0] < 0).any() or (arr[:, 0] >= n_prompts).any():
-            raise ValueError(f"samples: prompt index outside [0, {n_prompts})")
-        if (arr[:, 1:] < 0).any() or (arr[:, 1:] >= n_responses).any():
-            raise ValueError(f"samples: response index outside [0, {n_responses})")
+        """Build one data set (``trials = 1``) from a list of ``(x, a_plus, a_minus)``.
+
+        Examples
+        --------
+        >>> PreferenceData.from_samples([(0, 1, 0), (0, 1, 0)], n_prompts=1, n_responses=2).counts.tolist()
+        [[[[0, 0], [2, 0]]]]
+        """
+        n_prompts = check_count("n_prompts", n_prompts)
+        n_responses = check_count("n_responses", n_responses)
+        arr = _as_samples(samples, n_prompts, n_responses)
         counts = np.zeros((1, n_prompts, n_responses, n_responses), dtype=np.int64)
         np.add.at(counts, (0, arr[:, 0], arr[:, 1], arr[:, 2]), 1)
         return cls(counts)

@@ -13,6 +13,7 @@ computed once and cached.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,9 +24,11 @@ from . import coverage as _coverage
 from ._validate import (
     as_float64,
     check_count,
+    check_device,
     check_distribution,
     check_log_distribution,
     check_positive,
+    input_eps,
 )
 from .divergences import kl
 from .preference import PreferenceData, pair_law, sample_counts
@@ -80,55 +83,55 @@ class ToyProblem:
         log_space: bool = False,
         meta: dict[str, Any] | None = None,
     ) -> None:
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.prompt_probs = as_float64("prompt_probs", prompt_probs, 1, self.device)
-        check_distribution("prompt_probs", self.prompt_probs)
+        check_distribution("prompt_probs", self.prompt_probs, input_eps(prompt_probs))
         self.mu = as_float64("mu", mu, 2, self.device)
-        check_distribution("mu", self.mu)
+        check_distribution("mu", self.mu, input_eps(mu))
         n_prompts, n_responses = self.mu.shape
         if self.prompt_probs.shape[0] != n_prompts:
-            raise ValueError(f"mu: has {n_prompts} prompts but prompt_probs has {self.prompt_probs.shape[0]}")
+            raise ValueError(f"mu: expected {self.prompt_probs.shape[0]} prompts (as prompt_probs), got {n_prompts}")
         if n_responses < 2:
-            raise ValueError("mu: need at least 2 responses for pairwise preferences")
-
-        pol = as_float64("policies", policies, 3, self.device)
-        if tuple(pol.shape[1:]) != (n_prompts, n_responses):
-            raise ValueError(f"policies: expected shape (K, {n_prompts}, {n_responses}), got {tuple(pol.shape)}")
-        self.log_policies = pol if log_space else self._log_full_support("policies", pol)
-        if log_space:
-            check_log_distribution("policies", pol)
-            self._require_full_support("policies", pol)
-
+            raise ValueError(f"mu: expected at least 2 responses for pairwise preferences, got {n_responses}")
+        self.log_policies = self._read_policies("policies", policies, 3, log_space)
+        if tuple(self.log_policies.shape[1:]) != (n_prompts, n_responses):
+            raise ValueError(f"policies: expected shape (K, {n_prompts}, {n_responses}), "
+                             f"got {tuple(self.log_policies.shape)}")
         if isinstance(star, bool) or not isinstance(star, (int, np.integer)):
             raise ValueError(f"star: expected an integer index, got {star!r}")
-        if not 0 <= int(star) < pol.shape[0]:
-            raise ValueError(f"star: index {star} out of range for a class of {pol.shape[0]} policies")
+        if not 0 <= int(star) < self.log_policies.shape[0]:
+            raise ValueError(f"star: expected an index in [0, {self.log_policies.shape[0]}), got {star}")
         self.star = int(star)
         self.gamma = check_positive("gamma", gamma)
-
-        self.rewards = None
-        if rewards is not None:
-            r = as_float64("rewards", rewards, 3, self.device)
-            if tuple(r.shape[1:]) != (n_prompts, n_responses) or r.shape[0] < 1:
-                raise ValueError(f"rewards: expected shape (M, {n_prompts}, {n_responses}), got {tuple(r.shape)}")
-            if not torch.isfinite(r).all():
-                raise ValueError("rewards: must be finite")
-            self.rewards = r
-
+        self.rewards = None if rewards is None else self._read_rewards(rewards)
         self.log_reference = None
         if reference is not None:
-            ref = as_float64("reference", reference, 2, self.device)
+            ref = self._read_policies("reference", reference, 2, log_space)
             if tuple(ref.shape) != (n_prompts, n_responses):
                 raise ValueError(f"reference: expected shape ({n_prompts}, {n_responses}), got {tuple(ref.shape)}")
-            if log_space:
-                check_log_distribution("reference", ref)
-                self._require_full_support("reference", ref[None])
-                self.log_reference = ref
-            else:
-                self.log_reference = self._log_full_support("reference", ref[None])[0]
+            self.log_reference = ref
         self.meta: dict[str, Any] = dict(meta or {})
 
     # ------------------------------------------------------------------ validation helpers
+    def _read_policies(self, name: str, value, ndim: int, log_space: bool) -> torch.Tensor:
+        """Policies (``ndim = 3``) or the reference (``ndim = 2``) as full-support float64 log-probabilities."""
+        t = as_float64(name, value, ndim, self.device)
+        batch = t if ndim == 3 else t[None]
+        if log_space:
+            check_log_distribution(name, t, input_eps(value))
+            self._require_full_support(name, batch)
+            return t
+        out = self._log_full_support(name, batch, input_eps(value))
+        return out if ndim == 3 else out[0]
+
+    def _read_rewards(self, rewards) -> torch.Tensor:
+        r = as_float64("rewards", rewards, 3, self.device)
+        if tuple(r.shape[1:]) != (self.n_prompts, self.n_responses) or r.shape[0] < 1:
+            raise ValueError(f"rewards: expected shape (M, {self.n_prompts}, {self.n_responses}), got {tuple(r.shape)}")
+        if not torch.isfinite(r).all():
+            raise ValueError("rewards: expected finite rewards, got +-inf")
+        return r
+
     @staticmethod
     def _require_full_support(name: str, log_p: torch.Tensor) -> None:
         bad = torch.isneginf(log_p)
@@ -141,8 +144,8 @@ class ToyProblem:
             )
 
     @classmethod
-    def _log_full_support(cls, name: str, p: torch.Tensor) -> torch.Tensor:
-        check_distribution(name, p)
+    def _log_full_support(cls, name: str, p: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+        check_distribution(name, p, eps)
         cls._require_full_support(name, torch.log(p))
         return torch.log(p)
 
@@ -182,28 +185,41 @@ class ToyProblem:
 
     def induced_log_policies(self, rewards: torch.Tensor | None = None) -> torch.Tensor:
         r"""Log-probabilities of :math:`\mathcal P_\gamma(\mathcal R)`: :math:`\pi_R\propto\exp(R/\gamma)`, eq. (8)."""
-        r = self._need_rewards() if rewards is None else rewards
+        r = self.require_rewards() if rewards is None else rewards
         return torch.log_softmax(r / self.gamma, dim=-1)
 
     def to(self, device: str | torch.device) -> ToyProblem:
         """A copy of the problem on another device (e.g. ``"cuda"``)."""
         out = object.__new__(ToyProblem)
         out.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_cache")})
-        out.device = torch.device(device)
+        out.device = check_device(device)
         for name in ("prompt_probs", "mu", "log_policies", "rewards", "log_reference"):
             value = getattr(self, name)
             setattr(out, name, None if value is None else value.to(out.device))
         return out
 
-    def _need_rewards(self) -> torch.Tensor:
+    def require_rewards(self) -> torch.Tensor:
+        """The reward class ``(M, X, A)``, or a ``ValueError`` saying how to supply one."""
         if self.rewards is None:
-            raise ValueError("rewards: this problem has no reward class; pass rewards=... to ToyProblem")
+            raise ValueError("rewards: expected a reward class, got None; pass rewards=... to ToyProblem")
         return self.rewards
 
-    def _need_reference(self) -> torch.Tensor:
+    def require_reference(self) -> torch.Tensor:
+        r"""The reference :math:`\ln\pi_0` ``(X, A)``, or a ``ValueError`` saying how to supply one."""
         if self.log_reference is None:
-            raise ValueError("reference: this estimator needs a reference policy pi0; pass reference=... to ToyProblem")
+            raise ValueError("reference: expected a reference policy pi0, got None; pass reference=... to ToyProblem")
         return self.log_reference
+
+    def _need_rewards(self) -> torch.Tensor:
+        """Deprecated alias of :meth:`require_rewards` (kept for one release)."""
+        warnings.warn("ToyProblem._need_rewards is deprecated; use require_rewards", DeprecationWarning, stacklevel=2)
+        return self.require_rewards()
+
+    def _need_reference(self) -> torch.Tensor:
+        """Deprecated alias of :meth:`require_reference` (kept for one release)."""
+        warnings.warn("ToyProblem._need_reference is deprecated; use require_reference", DeprecationWarning,
+                      stacklevel=2)
+        return self.require_reference()
 
     # ------------------------------------------------------------------ data
     def law(self) -> np.ndarray:
@@ -218,7 +234,7 @@ class ToyProblem:
         draw per trial, independent of ``n``. The same ``seed`` gives identical counts.
         """
         n = check_count("n", n)
-        trials = check_count("trials", trials)
+        trials = check_count("trials", trials, upper=2**31)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         return PreferenceData(sample_counts(self.law(), n, trials, rng))
 
@@ -254,6 +270,8 @@ class ToyProblem:
         for start in range(0, self.n_policies, _CHUNK):
             chunk = self.log_policies[start:start + _CHUNK]
             per_prompt = kl(chunk, star) if reverse else kl(star, chunk)
+            # 0 * inf = 0: a prompt of probability 0 contributes nothing, even with an overflowed KL
+            per_prompt = torch.where(self.prompt_probs > 0, per_prompt, torch.zeros_like(per_prompt))
             out[start:start + _CHUNK] = per_prompt @ self.prompt_probs
         return out
 
@@ -278,7 +296,8 @@ class ToyProblem:
         if not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"index: expected integer policy indices, got dtype {idx.dtype}")
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_policies):
-            raise ValueError(f"index: policy index out of range [0, {self.n_policies})")
+            bad = idx[(idx < 0) | (idx >= self.n_policies)].flat[0]
+            raise ValueError(f"index: expected policy indices in [0, {self.n_policies}), got {int(bad)}")
         out = table[idx]
         return float(out) if np.ndim(out) == 0 else out
 
@@ -324,8 +343,9 @@ class ToyProblem:
         n_responses = check_count("n_responses", n_responses)
         n_policies = check_count("n_policies", n_policies)
         check_positive("spread", spread, allow_zero=True)
+        device = check_device(device)
         if n_rewards < 0 or n_rewards > n_policies:
-            raise ValueError(f"n_rewards: must be in [0, n_policies], got {n_rewards}")
+            raise ValueError(f"n_rewards: expected an integer in [0, n_policies = {n_policies}], got {n_rewards!r}")
         rng = np.random.default_rng(seed)
         prompt_probs = rng.dirichlet(np.full(n_prompts, 5.0))
         mu_arr = cls._make_mu(mu, rng, n_prompts, n_responses)
@@ -391,27 +411,14 @@ class ToyProblem:
         dim = check_count("dim", dim)
         check_positive("resolution", resolution)
         check_positive("radius", radius)
+        check_positive("feature_scale", feature_scale, allow_zero=True)
         reward_stride = check_count("reward_stride", reward_stride)
-        half = int(round(radius / resolution))
-        if half < 1:
-            raise ValueError(f"resolution: must be smaller than radius ({radius}), got {resolution}")
-        if (2 * half + 1) ** dim > 20_000_000:
-            raise ValueError(f"resolution: the grid would hold {(2 * half + 1) ** dim} policies (limit 2e7)")
+        device = check_device(device)
         rng = np.random.default_rng(seed)
         features = feature_scale * rng.standard_normal((n_prompts, n_responses, dim))
         prompt_probs = rng.dirichlet(np.full(n_prompts, 5.0))
         mu_arr = cls._make_mu(mu, rng, n_prompts, n_responses)
-
-        steps = np.arange(-half, half + 1)
-        grid_steps = np.stack(np.meshgrid(*([steps] * dim), indexing="ij"), -1).reshape(-1, dim)
-        thetas = grid_steps * resolution
-        coarse = np.all(np.mod(grid_steps, reward_stride) == 0, axis=1)
-        inner = np.all(np.abs(grid_steps) <= half // 2, axis=1)
-        candidates = np.flatnonzero(coarse & inner)
-        if candidates.size == 0:
-            candidates = np.flatnonzero(coarse)
-        star = int(rng.choice(candidates))
-        reward_index = np.flatnonzero(coarse)
+        thetas, star, reward_index = cls._theta_grid(dim, resolution, radius, reward_stride, rng)
 
         theta_t = torch.as_tensor(thetas, device=device)
         feat_t = torch.as_tensor(features, device=device)
@@ -429,6 +436,28 @@ class ToyProblem:
         }
         return cls(prompt_probs, mu_arr, log_policies, star, gamma, rewards=rewards, reference=ref,
                    device=device, log_space=True, meta=meta)
+
+    @staticmethod
+    def _theta_grid(dim: int, resolution: float, radius: float, reward_stride: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, int, np.ndarray]:
+        """The grid of :meth:`loglinear_grid`: thetas ``(K, dim)``, the index of theta*, the coarse sub-grid."""
+        ratio = radius / resolution
+        if not np.isfinite(ratio) or ratio > 2e7:
+            raise ValueError(f"resolution: expected radius / resolution <= 2e7, got {radius} / {resolution}")
+        half = int(round(ratio))
+        if half < 1:
+            raise ValueError(f"resolution: expected a value smaller than radius ({radius}), got {resolution}")
+        if (2 * half + 1) ** dim > 20_000_000:
+            raise ValueError(f"resolution: expected a grid of at most 2e7 policies, got {(2 * half + 1) ** dim}")
+        steps = np.arange(-half, half + 1)
+        grid_steps = np.stack(np.meshgrid(*([steps] * dim), indexing="ij"), -1).reshape(-1, dim)
+        coarse = np.all(np.mod(grid_steps, reward_stride) == 0, axis=1)
+        inner = np.all(np.abs(grid_steps) <= half // 2, axis=1)
+        candidates = np.flatnonzero(coarse & inner)
+        if candidates.size == 0:
+            candidates = np.flatnonzero(coarse)
+        star = int(rng.choice(candidates))
+        return grid_steps * resolution, star, np.flatnonzero(coarse)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable summary (sizes, gamma, R, C_Pi, C_R) for results files."""

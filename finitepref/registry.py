@@ -5,8 +5,19 @@ its label (one wording, with the paper's equation), the divergence in which the 
 error, and the arguments it takes. Simulations, notebooks and tests take their estimator lists,
 labels and error tables from here; no script compares estimator names to decide what to do.
 
-Adding an estimator: its loss in :mod:`finitepref.losses`, its table builder and exact-argmin
-function in :mod:`finitepref.estimators`, one :func:`register` call below, its tests.
+Adding an estimator: its loss in :mod:`finitepref.losses`; its table builder, exact-argmin function
+and record (the ``@registered(...)`` decorator, which calls :func:`register`) in
+:mod:`finitepref.estimators`; its brute-force reference in :mod:`finitepref._brute`; its tests.
+See ``docs/core.md``.
+
+Population limits (``population_limit``) are the minimisers of the population objective over all
+policies when the fitted reward is the true one, :math:`\hat R = R^* = \gamma\ln\pi^*` (eq. 2; any
+per-prompt shift cancels): :math:`\pi^*` for PMLE, distillation and reverse KL at ``beta = 0``;
+:math:`\pi_0^{\beta/(\beta+\gamma)}\pi^{*\gamma/(\beta+\gamma)}` for reverse KL at ``beta > 0`` (Section 5);
+:math:`\pi_0\,\pi^{*\gamma/\beta}` for DPO (Rafailov et al., 2023) and for RLHF (the Gibbs policy
+:math:`\pi_0 e^{R^*/\beta}`); :math:`\pi_0\,\pi^{*\eta\gamma}` for REBEL (:math:`\pi_0 e^{\eta R^*}`). Every
+limit is normalised per prompt and given as log-probabilities ``(X, A)``. They assume :math:`\mu` has full
+support (otherwise pair-based objectives do not identify the policy off the support).
 
 Examples
 --------
@@ -25,7 +36,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import estimators as _est
 from .preference import PreferenceData
 from .problem import ToyProblem
 
@@ -60,7 +70,16 @@ class Estimator:
         The paper's equation number(s), e.g. ``"4"`` or ``"6"``.
     population_limit : callable, optional
         ``population_limit(prob, **params) -> (X, A)`` log-probabilities of the estimator's
-        population minimiser over all policies (not only the class), where a closed form is known.
+        population minimiser over all policies (not only the class), where a closed form is known
+        (with the true reward as the fitted one; see the module docstring). Raises ``ValueError``
+        for parameters without a known closed form (PMLE and distillation at ``beta > 0``).
+    reference : callable, optional
+        Brute-force reference of the empirical objective, ``reference(prob, samples, [reward_index,]
+        **params) -> (K,)``, evaluated sample by sample (:mod:`finitepref._brute`); the tests check the
+        estimator's choice attains its minimum.
+    test_params : tuple of dict
+        Parameter settings the registry-parametrised tests run (default: each parameter at 0 and at
+        0.4; an estimator whose parameter must be positive, like DPO's beta, lists its own).
     """
 
     name: str
@@ -72,6 +91,20 @@ class Estimator:
     learns_pi_star: bool = True
     equation: str = ""
     population_limit: Callable[..., Any] | None = field(default=None, compare=False)
+    reference: Callable[..., np.ndarray] | None = field(default=None, compare=False)
+    test_params: tuple[dict[str, float], ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.test_params:  # every parameter at 0 (unregularised) and at a moderate value
+            object.__setattr__(self, "test_params", ({p: 0.0 for p in self.params}, {p: 0.4 for p in self.params}))
+
+    def objective(self, prob: ToyProblem, samples, reward_index=None, **params) -> np.ndarray:
+        """The brute-force empirical objective of every policy for an explicit sample list, ``(K,)``."""
+        if self.reference is None:
+            raise ValueError(f"{self.name}: expected a registered brute-force reference, got None")
+        if self.needs_reward:
+            return self.reference(prob, samples, reward_index, **params)
+        return self.reference(prob, samples, **params)
 
     def fit(self, prob: ToyProblem, data: PreferenceData, reward_index=None, **params) -> np.ndarray:
         """Call the estimator with the arguments it takes (extra ``params`` it does not take are an error)."""
@@ -80,7 +113,8 @@ class Estimator:
             raise TypeError(f"{self.name}: does not take {sorted(unknown)}; it takes {list(self.params)}")
         if self.needs_reward:
             if reward_index is None:
-                raise ValueError(f"{self.name}: needs reward_index (a fitted reward, e.g. from estimators.fit_reward)")
+                raise ValueError(f"reward_index: {self.name} expected a fitted reward index (e.g. from "
+                                 "estimators.fit_reward), got None")
             return self.function(prob, data, reward_index, **params)
         return self.function(prob, data, **params)
 
@@ -95,7 +129,7 @@ ESTIMATORS: dict[str, Estimator] = {}
 def register(entry: Estimator) -> Estimator:
     """Add ``entry`` to :data:`ESTIMATORS` (names are unique)."""
     if entry.name in ESTIMATORS:
-        raise ValueError(f"estimator {entry.name!r} is already registered")
+        raise ValueError(f"name: expected a new estimator name, got {entry.name!r} (already registered)")
     ESTIMATORS[entry.name] = entry
     return entry
 
@@ -105,7 +139,7 @@ def get(name: str) -> Estimator:
     try:
         return ESTIMATORS[name]
     except KeyError:
-        raise ValueError(f"unknown estimator {name!r}; known: {', '.join(ESTIMATORS)}") from None
+        raise ValueError(f"name: expected one of {', '.join(ESTIMATORS)}, got {name!r}") from None
 
 
 def names(*, learns_pi_star: bool | None = None) -> tuple[str, ...]:
@@ -123,18 +157,6 @@ def error_table(name: str, prob: ToyProblem) -> np.ndarray:
     return get(name).error_table(prob)
 
 
-register(Estimator("pmle", "PMLE (eq. 4)", _est.pmle, "forward", ("beta",), equation="4"))
-register(Estimator("distill", "Preference distillation (eq. 11)", _est.distill, "forward", ("beta",),
-                   needs_reward=True, equation="11"))
-register(Estimator("reverse_kl", "Reverse KL (eq. 15)", _est.reverse_kl, "reverse", ("beta",),
-                   needs_reward=True, equation="15"))
-register(Estimator("dpo", "DPO (eq. 6)", _est.dpo, "forward", ("beta",), learns_pi_star=False, equation="6"))
-register(Estimator("rlhf", "RLHF (eq. 1)", _est.rlhf, "forward", ("beta",), needs_reward=True,
-                   learns_pi_star=False, equation="1"))
-register(Estimator("rebel", "REBEL (eq. 10)", _est.rebel, "forward", ("eta",), needs_reward=True,
-                   learns_pi_star=False, equation="10"))
-# beyond the paper (issue 14): biased limits, see estimators.ipo / estimators.chipo for the closed forms
-register(Estimator("ipo", "IPO (Azar et al. 2023)", _est.ipo, "forward", ("tau",), learns_pi_star=False,
-                   population_limit=_est.ipo_population_limit))
-register(Estimator("chipo", "χPO (Huang et al. 2024)", _est.chipo, "forward", ("beta", "r_max"),
-                   learns_pi_star=False, population_limit=_est.chipo_population_limit))
+# The records are declared beside their functions (``@registered`` in :mod:`finitepref.estimators`), so an
+# estimator's table, argmin and record live in one file; importing that module fills ESTIMATORS.
+from . import estimators as _estimators  # noqa: E402, F401

@@ -1,11 +1,11 @@
-"""Tests of finitepref.estimators: each exact argmin against a brute-force evaluation of its objective.
+"""Tests of finitepref.estimators through the registry: each exact argmin against its brute-force reference.
 
-For every policy (or reward) the objective is computed sample by sample in numpy straight from the
-paper's equation over the explicit list ``data.samples(t)``; the estimator's choice must attain the
-minimum (up to a float64 summation tolerance) and exact ties must go to the lowest index.
-Regularizers follow the estimators' documented form: beta times the mean over the samples' prompts
-of KL(pi(x)||pi0(x)); eq. (16) as the mean over the samples' prompts of
--E_pi[R] - gamma H(pi) + beta KL(pi||pi0); eq. (1) the same with gamma = 0.
+Every registered estimator (:data:`finitepref.registry.ESTIMATORS`) is run through its record and
+checked against its ``reference`` (:mod:`finitepref._brute`: the objective computed sample by sample
+in numpy straight from the paper's equation over ``data.samples(t)``): the choice must attain the
+minimum (up to a float64 summation tolerance), exact ties go to the lowest index, and the result
+does not depend on ``chunk_size``. The reward model (eq. 9), not a policy estimator, is tested the
+same way beside them.
 """
 
 from __future__ import annotations
@@ -13,74 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.special import expit
 
 import finitepref as fp
-from finitepref import PreferenceData, ToyProblem
+from finitepref import PreferenceData, ToyProblem, _brute
+from finitepref import registry as reg
 
 est = fp.estimators
-
-
-def nls(z):
-    """-ln sigma(z), written as ln(1 + e^{-z})."""
-    return np.logaddexp(0.0, -z)
-
-
-def kl_to_ref(lp: np.ndarray, lref: np.ndarray) -> np.ndarray:
-    """KL(pi_k(x) || pi0(x)) for every policy and prompt, (K, X)."""
-    return np.sum(np.exp(lp) * (lp - lref[None]), -1)
-
-
-def objectives(prob: ToyProblem, samples, method: str, beta: float = 0.0, m: int | None = None,
-               eta: float = 1.0) -> np.ndarray:
-    """Brute-force objective of every candidate (policies; rewards for fit_reward), sample by sample."""
-    lp = prob.log_policies.numpy()
-    g = prob.gamma
-    lref = None if prob.log_reference is None else prob.log_reference.numpy()
-    R = None if prob.rewards is None else prob.rewards.numpy()
-    n_cand = R.shape[0] if method == "fit_reward" else lp.shape[0]
-    total = np.zeros(n_cand)
-    kl = kl_to_ref(lp, lref) if (lref is not None and beta > 0) else np.zeros(lp.shape[:2])
-    ent = -np.sum(np.exp(lp) * lp, -1)
-    for x, w, l in samples:
-        if method == "pmle":
-            val = nls(g * (lp[:, x, w] - lp[:, x, l])) + beta * kl[:, x]
-        elif method == "fit_reward":
-            val = nls(R[:, x, w] - R[:, x, l])
-        elif method == "distill":
-            dr = R[m, x, w] - R[m, x, l]
-            z = g * (lp[:, x, w] - lp[:, x, l])
-            val = expit(dr) * nls(z) + expit(-dr) * nls(-z) + beta * kl[:, x]
-        elif method == "reverse_kl":
-            val = -np.exp(lp[:, x]) @ R[m, x] - g * ent[:, x] + beta * kl[:, x]
-        elif method == "rlhf":
-            val = -np.exp(lp[:, x]) @ R[m, x] + beta * kl[:, x]
-        elif method == "dpo":
-            val = nls(beta * ((lp[:, x, w] - lp[:, x, l]) - (lref[x, w] - lref[x, l])))
-        elif method == "rebel":
-            val = ((lp[:, x, w] - lp[:, x, l]) - (lref[x, w] - lref[x, l]) - eta * (R[m, x, w] - R[m, x, l])) ** 2
-        else:
-            raise AssertionError(method)
-        total += val
-    return total / len(samples)
-
-
-def run(prob, data, method, beta=0.0, m=0, eta=1.0, **kw):
-    if method == "pmle":
-        return est.pmle(prob, data, beta, **kw)
-    if method == "fit_reward":
-        return est.fit_reward(prob, data, **kw)
-    if method == "distill":
-        return est.distill(prob, data, m, beta, **kw)
-    if method == "reverse_kl":
-        return est.reverse_kl(prob, data, m, beta, **kw)
-    if method == "rlhf":
-        return est.rlhf(prob, data, m, beta, **kw)
-    if method == "dpo":
-        return est.dpo(prob, data, beta, **kw)
-    if method == "rebel":
-        return est.rebel(prob, data, m, eta, **kw)
-    raise AssertionError(method)
 
 
 def assert_attains_min(obj: np.ndarray, chosen: int) -> None:
@@ -89,17 +27,29 @@ def assert_attains_min(obj: np.ndarray, chosen: int) -> None:
     assert obj[chosen] <= best + tol, f"chosen {chosen} objective {obj[chosen]!r} > min {best!r} at {obj.argmin()}"
 
 
-# (method, beta, eta); DPO needs beta > 0
-CASES = [
-    ("pmle", 0.0, None), ("pmle", 0.3, None),
-    ("fit_reward", 0.0, None),
-    ("distill", 0.0, None), ("distill", 0.5, None),
-    ("reverse_kl", 0.0, None), ("reverse_kl", 0.4, None),
-    ("rlhf", 0.0, None), ("rlhf", 0.7, None),
-    ("dpo", 0.1, None), ("dpo", 2.0, None),
-    ("rebel", 0.0, 1.0), ("rebel", 0.0, 2.5),
-]
+# (name, parameters) from each record's test_params
+CASES = [(name, params) for name, e in reg.ESTIMATORS.items() for params in e.test_params]
+IDS = [f"{n}-{'-'.join(f'{k}{v}' for k, v in p.items())}" for n, p in CASES]
 SHAPES = [(2, 3, 5, 3, 0), (3, 4, 30, 5, 1), (3, 3, 12, 4, 2)]
+
+
+def fit(name, prob, data, params, reward_index, **kw):
+    entry = reg.get(name)
+    args = [reward_index] if entry.needs_reward else []
+    return entry.function(prob, data, *args, **params, **kw)
+
+
+def reference(name, prob, samples, params, reward_index):
+    entry = reg.get(name)
+    return entry.objective(prob, samples, reward_index if entry.needs_reward else None, **params)
+
+
+def test_registry_is_complete():
+    for entry in reg.ESTIMATORS.values():
+        assert entry.reference is not None, f"{entry.name}: no brute-force reference"
+        assert not entry.equation or f"eq. {entry.equation}" in entry.label
+        assert entry.function.__name__ == entry.name and entry.test_params
+        assert all(set(p) == set(entry.params) for p in entry.test_params)
 
 
 @pytest.fixture(scope="module", params=SHAPES, ids=lambda s: f"X{s[0]}A{s[1]}K{s[2]}M{s[3]}s{s[4]}")
@@ -111,68 +61,72 @@ def problem_and_data(request):
     return prob, data
 
 
-@pytest.mark.parametrize("method, beta, eta", CASES, ids=[f"{c[0]}-b{c[1]}-e{c[2]}" for c in CASES])
-def test_estimator_attains_brute_force_minimum(problem_and_data, method, beta, eta):
+@pytest.mark.parametrize("name, params", CASES, ids=IDS)
+def test_estimator_attains_brute_force_minimum(problem_and_data, name, params):
     prob, data = problem_and_data
-    M = prob.n_rewards
-    reward_index = np.arange(data.trials) % M  # a different reward per trial
-    uses_reward = method in ("distill", "reverse_kl", "rlhf", "rebel")
-    kw = {"eta": eta} if eta is not None else {}
-    chosen = run(prob, data, method, beta, m=reward_index if uses_reward else 0, **kw)
+    reward_index = np.arange(data.trials) % prob.n_rewards  # a different reward per trial
+    chosen = fit(name, prob, data, params, reward_index)
     assert chosen.shape == (data.trials,) and chosen.dtype == np.int64
     for t in range(data.trials):
-        m = int(reward_index[t])
-        obj = objectives(prob, data.samples(t), method, beta, m=m, eta=eta or 1.0)
-        assert_attains_min(obj, int(chosen[t]))
-    if uses_reward:  # the single-index call agrees with the per-trial array
-        single = run(prob, data, method, beta, m=int(reward_index[1]), **kw)
-        assert single[1] == chosen[1]
-    small = run(prob, data, method, beta, m=reward_index if uses_reward else 0, chunk_size=3, **kw)
-    np.testing.assert_array_equal(small, chosen)
+        assert_attains_min(reference(name, prob, data.samples(t), params, int(reward_index[t])), int(chosen[t]))
+    if reg.get(name).needs_reward:  # the single-index call agrees with the per-trial array
+        assert fit(name, prob, data, params, int(reward_index[1]))[1] == chosen[1]
+    for chunk in (1, 3, 7):
+        np.testing.assert_array_equal(fit(name, prob, data, params, reward_index, chunk_size=chunk), chosen)
 
 
-@pytest.mark.parametrize("method, beta, eta", CASES, ids=[f"{c[0]}-b{c[1]}-e{c[2]}" for c in CASES])
-def test_estimator_from_explicit_samples(method, beta, eta):
+def test_fit_reward_attains_brute_force_minimum(problem_and_data):
+    prob, data = problem_and_data
+    chosen = est.fit_reward(prob, data)
+    for t in range(data.trials):
+        assert_attains_min(_brute.fit_reward(prob, data.samples(t)), int(chosen[t]))
+    np.testing.assert_array_equal(est.fit_reward(prob, data, chunk_size=1), chosen)
+
+
+@pytest.mark.parametrize("name, params", CASES, ids=IDS)
+def test_estimator_from_explicit_samples(name, params):
     """A hand-written sample list through PreferenceData.from_samples."""
     prob = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=9, n_rewards=3, seed=21)
     samples = [(0, 0, 1), (0, 0, 1), (0, 2, 1), (1, 1, 0), (1, 2, 0), (1, 2, 1), (0, 1, 2)]
     data = PreferenceData.from_samples(samples, 2, 3)
-    kw = {"eta": eta} if eta is not None else {}
-    chosen = int(run(prob, data, method, beta, m=2, **kw)[0])
-    obj = objectives(prob, samples, method, beta, m=2, eta=eta or 1.0)
-    assert_attains_min(obj, chosen)
+    chosen = int(fit(name, prob, data, params, 2)[0])
+    assert_attains_min(reference(name, prob, samples, params, 2), chosen)
 
 
-@pytest.mark.parametrize("method, beta, eta", CASES, ids=[f"{c[0]}-b{c[1]}-e{c[2]}" for c in CASES])
-def test_ties_go_to_lowest_index(method, beta, eta):
+def _with_policies(prob, log_policies, star):
+    return ToyProblem(prob.prompt_probs, prob.mu, log_policies, star, prob.gamma, rewards=prob.rewards,
+                      reference=prob.log_reference, log_space=True)
+
+
+@pytest.mark.parametrize("name, params", CASES, ids=IDS)
+def test_ties_go_to_lowest_index(name, params):
     prob = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=7, n_rewards=3, seed=8)
     data = prob.sample(30, trials=3, seed=1)
-    kw = {"eta": eta} if eta is not None else {}
-    base = run(prob, data, method, beta, m=1, **kw)
+    base = fit(name, prob, data, params, 1)
     lp = prob.log_policies
-    if method == "fit_reward":
-        R = prob.rewards
-        dup = ToyProblem(prob.prompt_probs, prob.mu, lp, prob.star, prob.gamma, rewards=torch.cat([R, R]),
-                         reference=prob.log_reference, log_space=True)
-        out = run(dup, data, method, beta, m=1, **kw)
-        np.testing.assert_array_equal(out, base)
-        for t in range(2):  # a copy of the winner placed first wins
-            first = ToyProblem(prob.prompt_probs, prob.mu, lp, prob.star, prob.gamma,
-                               rewards=torch.cat([R[base[t]][None], R]), reference=prob.log_reference,
-                               log_space=True)
-            assert run(first, data, method, beta, m=1, **kw)[t] == 0
-        return
     # every policy twice: the first copy must win, also across chunk boundaries
-    dup = ToyProblem(prob.prompt_probs, prob.mu, torch.cat([lp, lp]), prob.star, prob.gamma,
-                     rewards=prob.rewards, reference=prob.log_reference, log_space=True)
-    np.testing.assert_array_equal(run(dup, data, method, beta, m=1, **kw), base)
-    np.testing.assert_array_equal(run(dup, data, method, beta, m=1, chunk_size=3, **kw), base)
+    dup = _with_policies(prob, torch.cat([lp, lp]), prob.star)
+    np.testing.assert_array_equal(fit(name, dup, data, params, 1), base)
+    np.testing.assert_array_equal(fit(name, dup, data, params, 1, chunk_size=3), base)
     for t in range(2):
         # a copy of the winner placed at index 0: index 0 wins, not the original at base[t] + 1
-        first = ToyProblem(prob.prompt_probs, prob.mu, torch.cat([lp[base[t]][None], lp]), prob.star + 1,
-                           prob.gamma, rewards=prob.rewards, reference=prob.log_reference, log_space=True)
-        assert run(first, data, method, beta, m=1, **kw)[t] == 0
-        assert run(first, data, method, beta, m=1, chunk_size=2, **kw)[t] == 0
+        first = _with_policies(prob, torch.cat([lp[base[t]][None], lp]), prob.star + 1)
+        assert fit(name, first, data, params, 1)[t] == 0
+        assert fit(name, first, data, params, 1, chunk_size=2)[t] == 0
+
+
+def test_fit_reward_ties_go_to_lowest_index():
+    prob = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=7, n_rewards=3, seed=8)
+    data = prob.sample(30, trials=3, seed=1)
+    base = est.fit_reward(prob, data)
+    R, lp = prob.rewards, prob.log_policies
+    dup = ToyProblem(prob.prompt_probs, prob.mu, lp, prob.star, prob.gamma, rewards=torch.cat([R, R]),
+                     reference=prob.log_reference, log_space=True)
+    np.testing.assert_array_equal(est.fit_reward(dup, data), base)
+    for t in range(2):  # a copy of the winner placed first wins
+        first = ToyProblem(prob.prompt_probs, prob.mu, lp, prob.star, prob.gamma,
+                           rewards=torch.cat([R[base[t]][None], R]), reference=prob.log_reference, log_space=True)
+        assert est.fit_reward(first, data)[t] == 0
 
 
 def test_tie_between_distinct_policies_with_equal_objective():
@@ -184,7 +138,7 @@ def test_tie_between_distinct_policies_with_equal_objective():
     prob = ToyProblem([1.0], [[0.5, 0.25, 0.25]], [star, pol_b, pol_a], star=0, gamma=1.0)
     samples = [(0, 0, 1), (0, 0, 2)]
     data = PreferenceData.from_samples(samples, 1, 3)
-    obj = objectives(prob, samples, "pmle")
+    obj = _brute.pmle(prob, samples)
     assert obj[1] == obj[2] < obj[0]
     assert est.pmle(prob, data)[0] == 1
     assert est.pmle(prob, data, chunk_size=1)[0] == 1
@@ -195,20 +149,45 @@ def test_reproducible_outputs():
         prob = ToyProblem.random(n_prompts=3, n_responses=4, n_policies=25, n_rewards=4, seed=17)
         data = prob.sample(40, trials=6, seed=123)
         r = est.fit_reward(prob, data)
-        return np.concatenate([est.pmle(prob, data), est.pmle(prob, data, 0.2), r, est.distill(prob, data, r),
-                               est.reverse_kl(prob, data, r, 0.1), est.rlhf(prob, data, r, 0.5),
-                               est.dpo(prob, data, 0.5), est.rebel(prob, data, r, 1.25)])
+        return np.concatenate([r] + [fit(name, prob, data, params, r) for name, params in CASES])
     np.testing.assert_array_equal(go(), go())
 
 
 def test_large_n_recovers_pi_star():
-    """With a finite class and a gap, PMLE and distillation with the true reward pick pi* at large n."""
+    """With a finite class and a gap, the distribution learners pick pi* at large n (reward 0 is the true one)."""
     prob = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=6, n_rewards=3, spread=2.0, seed=4)
     data = prob.sample(200_000, trials=3, seed=0)
-    assert (est.pmle(prob, data) == prob.star).all()
-    assert (est.distill(prob, data, 0) == prob.star).all()  # reward 0 is gamma ln pi* + shift
-    assert (est.fit_reward(prob, data) == 0).all()
-    assert (est.reverse_kl(prob, data, 0) == prob.star).all()
+    assert (est.fit_reward(prob, data) == 0).all()  # reward 0 is gamma ln pi* + shift
+    for name in reg.names(learns_pi_star=True):
+        assert (reg.fit(name, prob, data, 0) == prob.star).all(), name
+
+
+LIMIT_CASES = [("pmle", {}), ("distill", {}), ("reverse_kl", {}), ("reverse_kl", {"beta": 0.4}),
+               ("dpo", {"beta": 0.5}), ("dpo", {"beta": 2.0}), ("rlhf", {"beta": 0.5}), ("rebel", {"eta": 0.7})]
+
+
+@pytest.mark.parametrize("name, params", LIMIT_CASES, ids=[f"{n}-{p}" for n, p in LIMIT_CASES])
+def test_population_limit_is_the_large_n_choice(name, params):
+    """The registered population limit, added to a class of perturbations of pi*, is chosen at n = 1e9
+    (with the true reward, index 0, as the fitted one); when the limit is pi* the first copy, pi*, wins."""
+    entry = reg.get(name)
+    prob = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=8, n_rewards=2, spread=0.5, mu="uniform",
+                             seed=5)
+    limit = entry.population_limit(prob, **params)
+    assert torch.allclose(torch.logsumexp(limit, -1), torch.zeros(2, dtype=torch.float64), atol=1e-12)
+    with_limit = _with_policies(prob, torch.cat([prob.log_policies, limit[None]]), prob.star)
+    data = with_limit.sample(10**9, trials=3, seed=2)
+    chosen = entry.fit(with_limit, data, 0 if entry.needs_reward else None, **params)
+    is_pi_star = torch.equal(limit, prob.log_pi_star)
+    assert is_pi_star == (entry.learns_pi_star and not params.get("beta"))
+    np.testing.assert_array_equal(chosen, prob.star if is_pi_star else prob.n_policies)
+
+
+def test_population_limit_without_closed_form_is_an_error():
+    prob = ToyProblem.random(n_rewards=2)
+    for name in ("pmle", "distill"):
+        with pytest.raises(ValueError, match="beta"):
+            reg.get(name).population_limit(prob, beta=0.5)
 
 
 # ---------------------------------------------------------------------- differentiable objectives
@@ -219,8 +198,8 @@ def test_pmle_and_distill_objective_values_and_gradients(beta):
     samples = data.samples(0)
     counts = data.counts[0]
     ref = prob.log_reference
-    pm = objectives(prob, samples, "pmle", beta)
-    di = objectives(prob, samples, "distill", beta, m=1)
+    pm = _brute.pmle(prob, samples, beta)
+    di = _brute.distill(prob, samples, 1, beta)
     for k in (0, prob.star, prob.n_policies - 1):
         x = prob.log_policies[k].clone().requires_grad_(True)
         v = est.pmle_objective(x, counts, prob.gamma, beta, ref if beta > 0 else None)
@@ -282,12 +261,12 @@ def test_negative_beta_raises(full):
             est.rebel(prob, data, 0, e)
 
 
-@pytest.mark.parametrize("method", ["distill", "reverse_kl", "rlhf", "rebel"])
-def test_reward_index_validated(full, method):
+@pytest.mark.parametrize("name", [n for n in reg.names() if reg.get(n).needs_reward])
+def test_reward_index_validated(full, name):
     prob, data = full
     for bad in (3, -1, np.array([0, 3]), np.array([0, 1, 2]), np.array([0.0, 1.0]), np.array([[0, 1]])):
         with pytest.raises(ValueError, match="reward_index"):
-            run(prob, data, method, 0.0, m=bad, eta=1.0)
+            fit(name, prob, data, reg.get(name).test_params[-1], bad)
 
 
 def test_missing_reference_or_rewards(full):

@@ -147,10 +147,14 @@ def distill_ref(lp, lm, rp, rm, gamma):
 @example(lp=-2.0, lm=-2.0, rp=0.0, rm=0.0, gamma=1.0)             # ln 2
 def test_distill_loss_eq11(lp, lm, rp, rm, gamma):
     ref, z, dr = distill_ref(lp, lm, rp, rm, gamma)
-    # d loss/dz = sigma(z) - sigma(dr); d loss/d dr = -sigma'(dr) * z
+    # d loss/dz = sigma(z) - sigma(dr); d loss/d dr = -sigma'(dr) * z. The difference of sigmoids is taken
+    # at 700 digits: both may lie within e^-1400 of 1 (or of 0 relative to a loss of that size), where 50
+    # digits give 0 and the rounding of z (up to 4 eps |z| relative on e^-|z|) would go unaccounted.
     dz = 4 * EPS * abs(z)
     ddr = 2 * EPS * abs(dr)
-    effect = abs(sigmoid(z) - sigmoid(dr)) * dz + sigmoid(dr) * sigmoid(-dr) * abs(z) * ddr
+    with mp.workdps(700):
+        slope = abs(sigmoid(z) - sigmoid(dr))
+    effect = slope * dz + sigmoid(dr) * sigmoid(-dr) * abs(z) * ddr
     got = losses.distill_loss(t(lp), t(lm), t(rp), t(rm), gamma)
     assert_close(got, ref, dz_effect=float(effect))
 

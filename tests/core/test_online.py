@@ -128,7 +128,7 @@ def test_bad_inputs(prob):
             onl.online(prob, "pmle", n, rounds, 2, seed=0)
     with pytest.raises(ValueError, match="trials"):
         onl.online(prob, "pmle", 10, 2, 0, seed=0)
-    with pytest.raises(ValueError, match="unknown estimator"):
+    with pytest.raises(ValueError, match="expected one of"):
         onl.online(prob, "nope", 10, 2, 2, seed=0)
     with pytest.raises(ValueError, match="estimator"):
         onl.online(prob, 3, 10, 2, 2, seed=0)

@@ -50,10 +50,10 @@ def simulate_section2(prob: ToyProblem, n: int, seed: int) -> np.ndarray:
     b = (rng.random(n)[:, None] > cdf[x]).sum(1)
     p_ab = 1.0 / (1.0 + np.exp(-prob.gamma * (log_pi[x, a] - log_pi[x, b])))
     a_wins = rng.random(n) < p_ab
-    w = np.where(a_wins, a, b)
-    l = np.where(a_wins, b, a)
+    win = np.where(a_wins, a, b)
+    lose = np.where(a_wins, b, a)
     counts = np.zeros((X, A, A), dtype=np.int64)
-    np.add.at(counts, (x, w, l), 1)
+    np.add.at(counts, (x, win, lose), 1)
     return counts
 
 
