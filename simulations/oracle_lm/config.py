@@ -136,12 +136,12 @@ class Config(_runner.ScriptConfig):
     keep_runs: bool = False
 
     NAME = "oracle_lm"
-    QUICK = {"alphabet_size": 4, "length": 3, "n_prompts": 2, "n_grid": (32, 128), "seeds": 2, "max_steps": 20,
-             "eval_every": 4, "rm_max_steps": 24, "rm_eval_every": 8, "rm_patience": 1, "pilot_n": 64,
-             "pilot_seeds": 2, "lr_factors": (1.0, 3.0), "lr_extensions": 0,
+    QUICK = {"alphabet_size": 4, "length": 3, "n_prompts": 2, "n_grid": (32, 128), "seeds": 2, "batch_size": 8,
+             "max_steps": 10, "eval_every": 2, "rm_max_steps": 16, "rm_eval_every": 8, "rm_patience": 1,
+             "pilot_n": 64, "pilot_seeds": 2, "lr_factors": (1.0, 3.0), "lr_extensions": 0,
              "algorithms": ("pmle", "distill", "reverse_kl", "dpo", "rebel", "rlhf"), "judge_samples": 200}
-    """CI: K=4, L=3 (64 responses), 2 prompts, n in {32, 128}, 2 seeds, <= 20 steps, 6 algorithms, a 2-point
-    learning-rate grid without extensions."""
+    """CI: K=4, L=3 (64 responses), 2 prompts, n in {32, 128}, 2 seeds, batches of 8, <= 10 steps, 6 algorithms,
+    a 2-point learning-rate grid without extensions."""
     POSITIVE = ("alphabet_size", "length", "n_prompts", "head_scale", "gamma", "dpo_beta", "n_grid", "seeds",
                 "batch_size", "max_steps", "eval_every", "converge_fraction", "rm_holdout", "rm_max_steps",
                 "rm_eval_every", "rm_patience", "rm_lr", "pilot_n", "pilot_seeds", "lr_factors", "lr_extend",
@@ -151,10 +151,10 @@ class Config(_runner.ScriptConfig):
         common.check_names("algorithms", self.algorithms, ALGORITHMS)
         common.check_names("reward_models", self.reward_models, REWARD_MODELS)
         common.check_names("pilot_reward_model", (self.pilot_reward_model,), REWARD_MODELS)
-        for name in ("lrs", "budgets"):
+        for name, what in (("lrs", "learning rate"), ("budgets", "budget")):
             common.check_names(name, tuple(getattr(self, name)), ALGORITHMS)
             if any(not v > 0 for v in getattr(self, name).values()):
-                raise ValueError(f"{name}: every value must be > 0, got {getattr(self, name)}")
+                raise ValueError(f"{name}: every {what} must be > 0, got {getattr(self, name)}")
         if self.beta < 0 or self.perturb < 0 or self.pilot_seed_offset < 0 or self.world_seed < 0:
             raise ValueError(f"beta, perturb, pilot_seed_offset, world_seed: must be >= 0, got {self.beta}, "
                              f"{self.perturb}, {self.pilot_seed_offset}, {self.world_seed}")

@@ -176,7 +176,8 @@ def summarize(world: World, cfg: Config, result: dict, refs: list[dict], conv: p
 
 def outcome(cfg: Config, result: dict, runs: Path | None = None) -> _runner.Outcome:
     """Summary, Table 2, the convergence check and the verdicts, with every file the runner writes."""
-    world, table = result["world"], result["table"]
+    world, timing = result["world"], result["table"][["algorithm", "reward_model", "n", "seed", "steps", "train_s"]]
+    table = result["table"].drop(columns="train_s")  # timings apart: the main CSV is reproducible bit for bit
     refs = reference_rows(world, np.random.default_rng(cfg.seed + 7))
     conv = stats.convergence_check(table, cfg)
     rm_table = reward_model_summary(world, result["rm"])
@@ -184,7 +185,9 @@ def outcome(cfg: Config, result: dict, runs: Path | None = None) -> _runner.Outc
     summary = summarize(world, cfg, result, refs, conv, rm_table)
     summary["verdicts"] = [format_verdicts([v]) + f"  [{k}]" for k, v in decided]
     files = {"table2.csv": (table2(table, refs), "%.6g"), "convergence.csv": (conv, "%.6g"),
-             "verdicts.csv": verdict_frame(decided), "reward_models.csv": (result["rm"], "%.10g")}
+             "verdicts.csv": verdict_frame(decided), "reward_models.csv": (result["rm"].drop(columns="rm_s", errors="ignore"), "%.10g"),
+             "timing.csv": (pd.concat([timing, result["rm"].reindex(columns=["reward_model", "n", "seed", "rm_steps",
+                                                                             "rm_s"])]), "%.4g")}
     if result["curves"] is not None:
         files["curves.csv"] = (result["curves"], "%.10g")
         files["lr_choice.csv"] = pd.DataFrame([{"algorithm": a, **{k: (v if not isinstance(v, list) else

@@ -181,11 +181,12 @@ def run_replicate(world: World, budgets: dict, lrs: dict, rep: Replicate, bar=No
     for algo, kind in cells(c):
         if bar is not None:
             bar.set_postfix_str(f"{algo}/{kind} n={rep.n} seed={rep.label}")
-        T = int(budgets[algo])
+        T, t0 = int(budgets[algo]), time.perf_counter()
         early, final = train_curve(world, rep, algo, lrs[algo], T, [T - window(c, T), T], rms.get(kind))
         rows.append({"algorithm": algo, "reward_model": kind, "n": rep.n, "seed": rep.label, "lr": lrs[algo],
                      "steps": T, **{k: v for k, v in final.items() if k != "step"},
-                     "kl_star_pi_early": early["kl_star_pi"], "win_rate_early": early["win_rate_exact"]})
+                     "kl_star_pi_early": early["kl_star_pi"], "win_rate_early": early["win_rate_exact"],
+                     "train_s": time.perf_counter() - t0})
         if bar is not None:
             bar.update(1)
     return rows, rm_rows

@@ -267,7 +267,7 @@ def test_quick_run_writes_outputs(quick_run):
 
     summary, out = quick_run("oracle_lm")
     for f in ("oracle_lm.csv", "table2.csv", "summary.json", "config.json", "oracle_lm.png", "oracle_lm.pdf",
-              "verdicts.csv", "reward_models.csv", "convergence.csv", "curves.csv", "lr_choice.csv"):
+              "verdicts.csv", "reward_models.csv", "convergence.csv", "curves.csv", "lr_choice.csv", "timing.csv"):
         assert (out / f).is_file(), f
     df = pd.read_csv(out / "oracle_lm.csv")
     assert "train_s" not in df.columns  # timings are in summary.json only: the CSV is bit-for-bit reproducible
