@@ -74,7 +74,7 @@ class Config(_runner.ScriptConfig):
     batch_size: pairs (offline) or prompts (online) per gradient step
     max_steps: largest budget the pilot tries per algorithm
     eval_every: the pilot evaluates every this many steps (convergence curves)
-    converge_fraction: converged when the change over the last 20% of steps is <= this times the across-seed spread
+    converge_fraction: converged when the change over the last fifth of the steps is <= this times the across-seed spread
     rm_holdout: fraction of the n pairs held out for the reward models' early stopping
     rm_max_steps: most steps of a reward model (eq. 9), early-stopped on the held-out pairs
     rm_eval_every: reward models are evaluated on the held-out pairs every this many steps

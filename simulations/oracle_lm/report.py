@@ -288,7 +288,8 @@ def plot(outcome: _runner.Outcome, cfg: Config):
         axes[1, j].axis("off")
     _curves(axes[2, :3], outcome.data["curves"], s["lrs"], s["budgets"])
     axes[0, 0].legend(fontsize=6)
-    axes[2, 0].legend(fontsize=6)
+    if outcome.data["curves"] is not None:
+        axes[2, 0].legend(fontsize=6)
     fig.suptitle(f"Oracle LM: K={cfg.alphabet_size}, L={cfg.length}, X={cfg.n_prompts}, {cfg.seeds} paired seeds")
     fig.tight_layout()
     return fig
