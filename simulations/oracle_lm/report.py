@@ -244,8 +244,9 @@ def _kl_by_n(ax, table: pd.DataFrame, kind: str, kl0: float) -> None:
         ns = sorted(c["n"].unique())
         ax.plot(ns, [s[0] for s in st], marker=style.marker(algo), color=style.color(algo), label=label(algo),
                 ls=":" if k == NO_RM else "-")
-        if all(s[1] is not None for s in st):
-            ax.fill_between(ns, [max(s[1], 1e-6) for s in st], [s[2] for s in st], color=style.color(algo), alpha=0.12)
+        if all(s[1] is not None for s in st):  # a log axis: the band is clipped at a tenth of the smallest mean
+            floor = min(s[0] for s in st) / 10
+            ax.fill_between(ns, [max(s[1], floor) for s in st], [s[2] for s in st], color=style.color(algo), alpha=0.12)
     ax.axhline(kl0, color="k", ls="--", lw=1, label="pi0")
     ax.set(xscale="log", yscale="log", xlabel="preference pairs n", ylabel="exact KL(pi* || pi-hat)",
            title=f"reward model: {kind}; mean, 95% t-CI over seeds")
