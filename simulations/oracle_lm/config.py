@@ -24,11 +24,17 @@ architecture fitted by eq. (9); oracle: gamma ln pi*."""
 NO_RM = "none"
 """``reward_model`` of the algorithms that read no reward model (PMLE, DPO)."""
 
-STORED_LR = {"pmle": 1e-3, "pmle_nokl": 3e-4, "distill": 3e-4, "reverse_kl": 1e-3, "dpo": 3e-4,
-             "rebel": 3e-4, "rlhf": 3e-4}
-"""Centres of the learning-rate grids of the pilot (and the rates used with ``--no-pilot``)."""
-STORED_BUDGET = {a: 64 for a in ALGORITHMS}
-"""Gradient steps per algorithm used with ``--no-pilot``."""
+STORED_LR = {"pmle": 1.2e-5, "pmle_nokl": 3.3e-5, "distill": 3.3e-5, "reverse_kl": 3.7e-5, "dpo": 1.1e-5,
+             "rebel": 3.7e-6, "rlhf": 3.7e-6}
+"""Centres of the pilot's learning-rate grids (and the rates used with ``--no-pilot``): the choices of the
+pilot in ``docs/results/oracle_pilot_lr_choice.csv`` (default world, pre-issue-12 trainer). Interior there:
+PMLE beta=0, distillation, reverse KL, DPO; at the lower edge after three extensions: PMLE, REBEL, RLHF."""
+STORED_BUDGET = {"pmle": 96, "pmle_nokl": 80, "distill": 160, "reverse_kl": 160, "dpo": 112, "rebel": 160,
+                 "rlhf": 160}
+"""Gradient steps per algorithm used with ``--no-pilot`` (the same pilot's budgets; 160 = its cap)."""
+QUICK_LR = {"pmle": 1e-3, "pmle_nokl": 3e-4, "distill": 3e-4, "reverse_kl": 1e-3, "dpo": 3e-4, "rebel": 3e-4,
+            "rlhf": 3e-4}
+"""``--quick``'s grid centres: larger rates, so that 10 steps move the policies."""
 
 
 def record(algo: str) -> Algorithm:
@@ -139,7 +145,8 @@ class Config(_runner.ScriptConfig):
     QUICK = {"alphabet_size": 4, "length": 3, "n_prompts": 2, "n_grid": (32, 128), "seeds": 2, "batch_size": 8,
              "max_steps": 10, "eval_every": 2, "rm_max_steps": 16, "rm_eval_every": 8, "rm_patience": 1,
              "pilot_n": 64, "pilot_seeds": 2, "lr_factors": (1.0, 3.0), "lr_extensions": 0,
-             "algorithms": ("pmle", "distill", "reverse_kl", "dpo", "rebel", "rlhf"), "judge_samples": 200}
+             "algorithms": ("pmle", "distill", "reverse_kl", "dpo", "rebel", "rlhf"), "judge_samples": 200,
+             "lrs": dict(QUICK_LR)}
     """CI: K=4, L=3 (64 responses), 2 prompts, n in {32, 128}, 2 seeds, batches of 8, <= 10 steps, 6 algorithms,
     a 2-point learning-rate grid without extensions."""
     POSITIVE = ("alphabet_size", "length", "n_prompts", "head_scale", "gamma", "dpo_beta", "n_grid", "seeds",
