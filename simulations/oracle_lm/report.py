@@ -106,15 +106,15 @@ def _slope_verdicts(table, failing, cfg, rng) -> list[tuple[str, Verdict]]:
             claims = (f"claim 4: {label(a)}: slope of log KL(pi*||pi) on log n is negative",
                       f"claim 4: {label(b)} plateaus: slope of log KL(pi*||pi) on log n near 0",
                       f"claim 4: {label(a)} minus {label(b)}: slope difference is negative")
-            bad = _excluded(failing, [(a, kind, None), (b, kind, None)])
-            if bad:
-                out += [(kind, _inconclusive(c, bad)) for c in claims]
-                continue
             s = stats.slopes(table, (a, kind), (b, kind), rng)
             note = "seed bootstrap, 95%"
-            out += [(kind, sign_verdict(claims[0], s["a"][0], s["a"][1:], expected="negative", note=note)),
-                    (kind, interval_verdict(claims[1], s["b"][0], s["b"][1:], 0.0, tolerance=0.1, note=note)),
-                    (kind, sign_verdict(claims[2], s["diff"][0], s["diff"][1:], expected="negative", note=note))]
+            decided = (sign_verdict(claims[0], s["a"][0], s["a"][1:], expected="negative", note=note),
+                       interval_verdict(claims[1], s["b"][0], s["b"][1:], 0.0, tolerance=0.1, note=note),
+                       sign_verdict(claims[2], s["diff"][0], s["diff"][1:], expected="negative", note=note))
+            # each verdict reads its own cells: a failing cell excludes only the verdicts that use it
+            for v, used in zip(decided, ([a], [b], [a, b]), strict=True):
+                bad = _excluded(failing, [(x, kind, None) for x in used])
+                out.append((kind, _inconclusive(v.claim, bad) if bad else v))
     return out
 
 
