@@ -1,26 +1,62 @@
-"""The oracle-LM benchmark's configuration, its algorithms and their stored learning rates."""
+"""The oracle-LM benchmark's configuration, its algorithms, reward models and stored choices.
+
+What differs between algorithms comes from the trainer's registry (``finitepref.llm.registry``):
+the loop kind, whether a reward model is needed, the settings an algorithm takes and its label. The
+benchmark adds one variant, ``pmle_nokl`` (PMLE with beta = 0, eq. 4), declared in :data:`VARIANTS`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from finitepref.llm import oracle
+from finitepref.llm.registry import REGISTRY, Algorithm
 from simulations import _runner, common
 
+VARIANTS = {"pmle_nokl": ("pmle", {"beta": 0.0}, "PMLE, beta=0 (eq. 4)")}
+"""Benchmark-only variants: name -> (registry name, settings overrides, label)."""
 ALGORITHMS = ("pmle", "pmle_nokl", "distill", "reverse_kl", "dpo", "rebel", "rlhf")
-"""The algorithms of the benchmark (names of the trainer, plus ``pmle_nokl``: PMLE with beta = 0)."""
-TRAINER_NAME = {"pmle_nokl": "pmle"}
-"""Benchmark name -> the trainer's algorithm name, where they differ."""
-ONLINE = frozenset({"distill", "reverse_kl", "rebel", "rlhf"})
-"""Algorithms that roll out from the policy and read the reward model of eq. (9)."""
-# Learning rates chosen by the documented sweep (``--sweep``, criterion: mean exact KL(pi*||pi-hat)
-# on held-out seed 1000 at n = 256, default world, 64 steps). Two sweeps were run: grid
-# (1e-3, 3e-3, 1e-2) chose 1e-3 for every algorithm (the grid's lower edge), so the grid was extended
-# to (3e-4, 1e-3): PMLE and reverse KL keep 1e-3 (interior), the others pick 3e-4 (again the lower
-# edge: for them, moving less from pi0 is what lowers KL to pi*). Per-lr results: sweep.csv.
-STORED_LR = {"pmle": 1e-3, "pmle_nokl": 3e-4, "distill": 3e-4, "reverse_kl": 1e-3, "dpo": 3e-4,
-             "rebel": 3e-4, "rlhf": 3e-4}
+"""The algorithms of the benchmark (registry names, plus the variants)."""
+REWARD_MODELS = ("standard", "realizable", "oracle")
+"""standard: scalar head on pi0's network (eq. 9); realizable: gamma log pi_phi, pi_phi of pi*'s
+architecture fitted by eq. (9); oracle: gamma ln pi*."""
+NO_RM = "none"
+"""``reward_model`` of the algorithms that read no reward model (PMLE, DPO)."""
 
+STORED_LR = {"pmle": 1.2e-5, "pmle_nokl": 3.3e-5, "distill": 3.3e-5, "reverse_kl": 3.7e-5, "dpo": 1.1e-5,
+             "rebel": 3.7e-6, "rlhf": 3.7e-6}
+"""Centres of the pilot's learning-rate grids (and the rates used with ``--no-pilot``): the choices of the
+pilot in ``docs/results/oracle_pilot_lr_choice.csv`` (default world, pre-issue-12 trainer). Interior there:
+PMLE beta=0, distillation, reverse KL, DPO; at the lower edge after three extensions: PMLE, REBEL, RLHF."""
+STORED_BUDGET = {"pmle": 96, "pmle_nokl": 80, "distill": 160, "reverse_kl": 160, "dpo": 112, "rebel": 160,
+                 "rlhf": 160}
+"""Gradient steps per algorithm used with ``--no-pilot`` (the same pilot's budgets; 160 = its cap)."""
+QUICK_LR = {"pmle": 1e-3, "pmle_nokl": 3e-4, "distill": 3e-4, "reverse_kl": 1e-3, "dpo": 3e-4, "rebel": 3e-4,
+            "rlhf": 3e-4}
+"""``--quick``'s grid centres: larger rates, so that 10 steps move the policies."""
+
+
+def record(algo: str) -> Algorithm:
+    """The trainer's registry record of ``algo`` (of its base algorithm for a variant)."""
+    return REGISTRY[VARIANTS[algo][0] if algo in VARIANTS else algo]
+
+
+def label(algo: str) -> str:
+    """The registry's label (a variant's own label)."""
+    return VARIANTS[algo][2] if algo in VARIANTS else REGISTRY[algo].label
+
+
+def needs_reward_model(algo: str) -> bool:
+    return record(algo).needs_reward_model
+
+
+def settings(algo: str, common_values: dict, overrides: dict) -> dict:
+    """The values of ``common_values`` (and ``overrides[algo]``, then the variant's) that ``algo``'s
+    settings dataclass has: nothing else is passed to the trainer."""
+    own = {f.name for f in dataclasses.fields(record(algo).settings)}
+    values = {**common_values, **overrides.get(algo, {}), **(VARIANTS[algo][1] if algo in VARIANTS else {})}
+    return {k: v for k, v in values.items() if k in own}
 
 
 @dataclass(frozen=True)
@@ -39,17 +75,28 @@ class Config(_runner.ScriptConfig):
     beta: KL(pi||pi0) coefficient of PMLE, distillation, reverse KL, REBEL and RLHF
     dpo_beta: DPO's inverse temperature (eq. 6 uses gamma)
     algorithms: algorithms to run
-    seeds: replicate seeds per n
-    steps: gradient steps per algorithm (identical for all)
+    reward_models: reward models of the reward-based algorithms (standard, realizable, oracle)
+    seeds: paired replicate seeds per n (all algorithms share data and reward models within a seed)
     batch_size: pairs (offline) or prompts (online) per gradient step
-    rm_steps: gradient steps of the reward model (eq. 9)
-    rm_lr: reward-model learning rate
-    lrs: learning rate per algorithm, as name=value (defaults: the stored sweep choice)
-    sweep: run the learning-rate sweep first (on held-out seeds) and use its choice
-    sweep_n: n at which the sweep is run
-    sweep_seeds: held-out seeds of the sweep
-    sweep_seed_offset: held-out seeds are offset + 0, 1, ...
-    sweep_lrs: learning-rate grid of the sweep
+    max_steps: largest budget the pilot tries per algorithm
+    eval_every: the pilot evaluates every this many steps (convergence curves)
+    converge_fraction: converged when the change over the last fifth of the steps is <= this times the across-seed spread
+    rm_holdout: fraction of the n pairs held out for the reward models' early stopping
+    rm_max_steps: most steps of a reward model (eq. 9), early-stopped on the held-out pairs
+    rm_eval_every: reward models are evaluated on the held-out pairs every this many steps
+    rm_patience: evaluations without improvement before a reward model stops
+    rm_lr: learning rate of the standard reward model and of pi_phi (the realizable one)
+    lrs: learning-rate centre per algorithm, as name=value (defaults: stored)
+    budgets: steps per algorithm without the pilot, as name=value (defaults: stored)
+    pilot: choose each learning rate and budget by a pilot on held-out seeds (else lrs and budgets)
+    pilot_n: n of the pilot
+    pilot_seeds: held-out seeds of the pilot
+    pilot_seed_offset: held-out seeds are offset + 0, 1, ...
+    pilot_reward_model: reward model the reward-based algorithms use in the pilot
+    lr_factors: the pilot's initial grid, as multiples of each algorithm's centre
+    lr_extend: factor of each grid extension
+    lr_extensions: at most this many extensions until the best learning rate is interior
+    win_margin: "matches" in win-rate: the paired difference's CI lies above -win_margin
     judge_samples: m pairs of the sampled (judge-style) win-rate, as the paper's 600
     max_responses: refuse exact enumeration above this many responses per prompt
     threads: torch intra-op threads (1 is fastest for these tiny matrices on shared cores)
@@ -57,7 +104,7 @@ class Config(_runner.ScriptConfig):
     """
 
     world_seed: int = 0
-    alphabet_size: int = 8
+    alphabet_size: int = 6
     length: int = 4
     n_prompts: int = 4
     n_grid: tuple[int, ...] = (64, 256, 1024)
@@ -67,40 +114,66 @@ class Config(_runner.ScriptConfig):
     beta: float = 0.05
     dpo_beta: float = 1.0
     algorithms: tuple[str, ...] = ALGORITHMS
-    seeds: int = 2
-    steps: int = 64
+    reward_models: tuple[str, ...] = REWARD_MODELS
+    seeds: int = 8
     batch_size: int = 16
-    rm_steps: int = 256
+    max_steps: int = 160
+    eval_every: int = 16
+    converge_fraction: float = 0.25
+    rm_holdout: float = 0.2
+    rm_max_steps: int = 400
+    rm_eval_every: int = 20
+    rm_patience: int = 3
     rm_lr: float = 1e-2
     lrs: dict = field(default_factory=lambda: dict(STORED_LR))
-    sweep: bool = False
-    sweep_n: int = 256
-    sweep_seeds: int = 1
-    sweep_seed_offset: int = 1000
-    sweep_lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2)
+    budgets: dict = field(default_factory=lambda: dict(STORED_BUDGET))
+    pilot: bool = True
+    pilot_n: int = 256
+    pilot_seeds: int = 2
+    pilot_seed_offset: int = 1000
+    pilot_reward_model: str = "oracle"
+    lr_factors: tuple[float, ...] = (1 / 3, 1.0, 3.0)
+    lr_extend: float = 3.0
+    lr_extensions: int = 3
+    win_margin: float = 0.01
     judge_samples: int = 600
     max_responses: int = 4096
     threads: int = 1
     keep_runs: bool = False
 
     NAME = "oracle_lm"
-    QUICK = {"alphabet_size": 4, "length": 3, "n_prompts": 2, "n_grid": (32, 256), "seeds": 1, "steps": 16,
-             "rm_steps": 32, "algorithms": ("pmle", "distill", "reverse_kl", "dpo"), "judge_samples": 600}
-    """CI: K=4, L=3 (64 responses), 2 prompts, n in {32, 256}, 1 seed, 16 steps, 4 algorithms."""
-    POSITIVE = ("alphabet_size", "length", "n_prompts", "head_scale", "gamma", "dpo_beta", "n_grid", "seeds", "steps",
-                "batch_size", "rm_steps", "rm_lr", "sweep_lrs", "sweep_n", "sweep_seeds", "judge_samples",
-                "max_responses", "threads")
+    QUICK = {"alphabet_size": 4, "length": 3, "n_prompts": 2, "n_grid": (32, 128), "seeds": 2, "batch_size": 8,
+             "max_steps": 10, "eval_every": 2, "rm_max_steps": 16, "rm_eval_every": 8, "rm_patience": 1,
+             "pilot_n": 64, "pilot_seeds": 2, "lr_factors": (1.0, 3.0), "lr_extensions": 0,
+             "algorithms": ("pmle", "distill", "reverse_kl", "dpo", "rebel", "rlhf"), "judge_samples": 200,
+             "lrs": dict(QUICK_LR)}
+    """CI: K=4, L=3 (64 responses), 2 prompts, n in {32, 128}, 2 seeds, batches of 8, <= 10 steps, 6 algorithms,
+    a 2-point learning-rate grid without extensions."""
+    POSITIVE = ("alphabet_size", "length", "n_prompts", "head_scale", "gamma", "dpo_beta", "n_grid", "seeds",
+                "batch_size", "max_steps", "eval_every", "converge_fraction", "rm_holdout", "rm_max_steps",
+                "rm_eval_every", "rm_patience", "rm_lr", "pilot_n", "pilot_seeds", "lr_factors", "lr_extend",
+                "judge_samples", "max_responses", "threads")
 
     def check(self) -> None:
         common.check_names("algorithms", self.algorithms, ALGORITHMS)
-        common.check_names("lrs", tuple(self.lrs), ALGORITHMS)
-        if any(not lr > 0 for lr in self.lrs.values()):
-            raise ValueError(f"lrs: every learning rate must be > 0, got {self.lrs}")
-        if self.beta < 0 or self.perturb < 0 or self.sweep_seed_offset < 0 or self.world_seed < 0:
-            raise ValueError(f"beta, perturb, sweep_seed_offset, world_seed: must be >= 0, got {self.beta}, "
-                             f"{self.perturb}, {self.sweep_seed_offset}, {self.world_seed}")
-        if min(self.n_grid) < self.batch_size:
-            raise ValueError(f"n_grid: every n must be >= batch_size={self.batch_size}")
+        common.check_names("reward_models", self.reward_models, REWARD_MODELS)
+        common.check_names("pilot_reward_model", (self.pilot_reward_model,), REWARD_MODELS)
+        for name, what in (("lrs", "learning rate"), ("budgets", "budget")):
+            common.check_names(name, tuple(getattr(self, name)), ALGORITHMS)
+            if any(not v > 0 for v in getattr(self, name).values()):
+                raise ValueError(f"{name}: every {what} must be > 0, got {getattr(self, name)}")
+        if self.beta < 0 or self.perturb < 0 or self.pilot_seed_offset < 0 or self.world_seed < 0:
+            raise ValueError(f"beta, perturb, pilot_seed_offset, world_seed: must be >= 0, got {self.beta}, "
+                             f"{self.perturb}, {self.pilot_seed_offset}, {self.world_seed}")
+        if not self.rm_holdout < 0.5:
+            raise ValueError(f"rm_holdout: must be < 0.5, got {self.rm_holdout}")
+        if min(*self.n_grid, self.pilot_n) * (1 - self.rm_holdout) < self.batch_size:
+            raise ValueError(f"n_grid: every n (and pilot_n) times 1 - rm_holdout must be >= batch_size={self.batch_size}")
+        if self.max_steps < 5 * self.eval_every:
+            raise ValueError(f"max_steps: must be >= 5 * eval_every (the last 20% holds two evaluations), got "
+                             f"{self.max_steps} < 5 * {self.eval_every}")
+        if self.pilot and self.pilot_seeds < 2:
+            raise ValueError("pilot_seeds: the pilot's across-seed spread needs >= 2 seeds")
         oracle.check_size(self.alphabet_size, self.length, self.n_prompts, self.max_responses)
         if self.alphabet_size > 30:
             raise ValueError("alphabet_size: at most 30 words of the tiny vocabulary")

@@ -1,159 +1,208 @@
-"""Training in the oracle-LM benchmark: trainer configs built in code, one replicate, the learning-rate sweep.
+"""Training in the oracle-LM benchmark: trainer configs from the registry, reward models, curves, the pilot.
 
-Every algorithm runs through ``finitepref.llm.train.train(cfg)`` (the reward model of eq. 9 first for
-the online ones), with the same number of gradient steps and the same batch size.
+Every stage runs through ``finitepref.llm.train.train(cfg)``. Policies train with a constant learning
+rate and save a checkpoint every ``eval_every`` steps; the checkpoints' weights are evaluated exactly
+(the convergence curves). Reward models (standard and pi_phi) train in segments of ``rm_eval_every``
+steps (resuming) and stop early on the held-out pairs.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from finitepref.llm import oracle
-
-from .config import ONLINE, STORED_LR, TRAINER_NAME, Config
-from .evaluation import evaluate_policy, load_and_enumerate, rm_scores
-from .world import World, build_world, write_preferences, write_prompts
+from . import rewards
+from .config import NO_RM, Config, needs_reward_model, record, settings
+from .evaluation import evaluate_policy, load_and_enumerate, load_checkpoint_and_enumerate, rm_scores
+from .world import World, sample_pairs, write_preferences, write_prompts
 
 
 def trainer_config(world: World, algo: str, run_dir: Path, data: Path, n_rows: int, lr: float, seed: int,
-                   rm_dir: Path | None, prompts_file: Path):
-    """A :class:`finitepref.llm.config.Config` for one stage, built in code."""
-    from finitepref.llm.config import Config as TConfig
+                   steps: int, rm: rewards.RewardSpec | None, prompts_file: Path, save_every: int = 0):
+    """A :class:`finitepref.llm.config.Config` for one stage (``algo``: a benchmark name or ``reward``)."""
     from finitepref.llm.config import from_dict
+    from finitepref.llm.registry import REGISTRY, Loop
 
     cfg = world.cfg
-    name = TRAINER_NAME.get(algo, algo)
+    entry = REGISTRY[algo] if algo in REGISTRY else record(algo)
     B = cfg.batch_size
-    offline = algo not in ONLINE
-    steps = cfg.rm_steps if name == "reward" else cfg.steps
-    beta = {"pmle_nokl": 0.0, "dpo": cfg.dpo_beta}.get(algo, cfg.beta)
+    common = {"beta": cfg.beta, "gamma": cfg.gamma, "eta": 1.0 / cfg.gamma, "num_ppo_epochs": 1,
+              "num_mini_batches": 1}
     raw = {
         "model": {"name": str(world.pi0_dir)},
-        "reward": {"model": str(rm_dir) if rm_dir else None, "missing_eos_penalty": None, "normalize": True},
-        "data": {"source": str(data), "schema": "tldr_preference" if offline else "tldr_sft",
-                 "max_prompt_length": 8, "max_response_length": cfg.length,
-                 "reference_prompts": str(prompts_file)},
+        "reward": (rm.section() if rm is not None and entry.needs_reward_model
+                   else {"model": None, "missing_eos_penalty": None}),
+        "data": {"source": str(data), "schema": "tldr_sft" if entry.loop is not Loop.OFFLINE else "tldr_preference",
+                 "max_prompt_length": 8, "max_response_length": cfg.length, "reference_prompts": str(prompts_file)},
         "generation": {"max_new_tokens": cfg.length, "min_new_tokens": cfg.length, "temperature": 1.0,
                        "disable_eos": True},
-        "algorithm": {"name": name, "beta": beta if name != "reward" else 0.05, "gamma": cfg.gamma,
-                      "eta": 1.0 / cfg.gamma, "num_ppo_epochs": 1, "num_mini_batches": 1},
-        "train": {"seed": seed, "lr": lr, "schedule": "linear", "batch_size": B, "micro_batch_size": B,
-                  "max_grad_norm": 1.0},
+        "algorithm": {"name": entry.name, **settings(algo, common, {"dpo": {"beta": cfg.dpo_beta}})},
+        "train": {"seed": seed, "lr": lr, "schedule": "constant", "batch_size": B, "micro_batch_size": B,
+                  "max_grad_norm": 1.0, "save_every": save_every, "keep_last": 10**6},
         "log": {"csv": False, "tensorboard": False, "progress": False},
         "output_dir": str(run_dir),
     }
-    if offline:
-        raw["train"]["epochs"] = steps * B / n_rows  # exactly `steps` updates over n rows
+    if entry.loop is Loop.OFFLINE:
+        raw["train"]["epochs"] = steps * B / n_rows  # exactly `steps` updates over n_rows rows
     else:
         raw["train"]["total_episodes"] = steps * B  # one update per rollout batch of B prompts
-    out = from_dict(raw)
-    assert isinstance(out, TConfig)
-    return out
+    return from_dict(raw)
 
 
 def run_stage(tcfg) -> Path:
     """Train one stage with ``finitepref.llm.train.train``; returns the saved model's folder."""
     from finitepref.llm.train import train
 
-    res = train(tcfg)
-    return Path(res["output_dir"]) / "model"
+    return Path(train(tcfg)["output_dir"]) / "model"
 
 
-def train_reward(world: World, work: Path, prefs: Path, n: int, seed: int,
-                 prompts_file: Path) -> tuple[Path, np.ndarray, float, float]:
-    """The reward model of eq. (9): its folder, its scores (X, A), KL(pi*||pi~) of its LM (eq. 8), its time."""
-    c = world.cfg
-    t0 = time.perf_counter()
-    rm_dir = run_stage(trainer_config(world, "reward", work / "reward", prefs, n, c.rm_lr, seed, None, prompts_file))
-    rm_time = time.perf_counter() - t0
-    rm = rm_scores(world, rm_dir)
-    # the LM implied by the reward model, pi~ ∝ exp(R/gamma) (eq. 8), against pi*
-    implied = rm / c.gamma
-    implied = implied - np.logaddexp.reduce(implied, axis=1, keepdims=True)
-    return rm_dir, rm, float(world.prompt_probs @ oracle.kl_rows(world.logp_star, implied)), rm_time
+@dataclass
+class Replicate:
+    """One seed's data at one n: every algorithm and reward model of the seed reads these files."""
+
+    n: int
+    label: int
+    work: Path
+    prefs: Path
+    prefs_fit: Path
+    heldout: tuple
+    prompts_file: Path
+    tseed: int
+    judge: np.random.Generator
 
 
-def run_replicate(world: World, algos, n: int, lrs: dict, seed_seq: np.random.SeedSequence, root: Path,
-                  seed_label: int, bar=None) -> list[dict]:
-    """Sample n pairs, train the reward model (if needed) and every algorithm, evaluate exactly."""
+def make_replicate(world: World, n: int, seed_seq: np.random.SeedSequence, root: Path, label: int) -> Replicate:
+    """Sample n pairs (all n for the direct methods; the reward models fit n - held-out and stop early on the rest)."""
     c = world.cfg
     data_ss, train_ss, judge_ss = seed_seq.spawn(3)
     rng = np.random.default_rng(data_ss)
-    tseed = int(train_ss.generate_state(1)[0] % 2**31)
-    work = root / f"n{n}_s{seed_label}"
+    work = root / f"n{n}_s{label}"
     work.mkdir(parents=True, exist_ok=True)
-    prefs, prompts_file = work / "prefs.jsonl", work / "prompts.jsonl"
-    write_preferences(world, rng, n, prefs)
+    pairs = sample_pairs(world, rng, n)
+    h = max(1, int(round(c.rm_holdout * n)))
+    prefs, fit = work / "prefs.jsonl", work / "prefs_fit.jsonl"
+    write_preferences(world, pairs, prefs)
+    write_preferences(world, tuple(p[:n - h] for p in pairs), fit)
+    prompts_file = work / "prompts.jsonl"
     write_prompts(world, rng, max(4 * c.batch_size, 64), prompts_file)
-    jrng = np.random.default_rng(judge_ss)
-    rows = []
-    rm_dir = rm = None
-    rm_time = rm_kl = 0.0
-    if ONLINE & set(algos):
-        rm_dir, rm, rm_kl, rm_time = train_reward(world, work, prefs, n, tseed, prompts_file)
-    for algo in algos:
-        t0 = time.perf_counter()
-        online = algo in ONLINE
-        data = prompts_file if online else prefs
-        tcfg = trainer_config(world, algo, work / algo, data, n, lrs[algo], tseed, rm_dir if online else None,
-                              prompts_file)
+    return Replicate(n, label, work, prefs, fit, tuple(p[n - h:] for p in pairs), prompts_file,
+                     int(train_ss.generate_state(1)[0] % 2**31), np.random.default_rng(judge_ss))
+
+
+def _early_stopped(world: World, rep: Replicate, stage: str, kind: str, table_of) -> tuple[Path, np.ndarray, dict]:
+    """Train ``stage`` on the fitting pairs in segments, keep the model with the lowest held-out log-loss."""
+    c = world.cfg
+    run_dir, best_dir = rep.work / f"rm_{kind}", rep.work / f"rm_{kind}_best"
+    best, since, best_step = np.inf, 0, 0
+    n_fit = rep.n - len(rep.heldout[0])
+    for step in range(c.rm_eval_every, c.rm_max_steps + 1, c.rm_eval_every):
+        tcfg = trainer_config(world, stage, run_dir, rep.prefs_fit, n_fit, c.rm_lr, rep.tseed, c.rm_max_steps, None,
+                              rep.prompts_file)
+        tcfg = replace(tcfg, train=replace(tcfg.train, max_steps=step, resume=step > c.rm_eval_every))
         model_dir = run_stage(tcfg)
-        logp, leak = load_and_enumerate(world, model_dir)
-        ev = evaluate_policy(world, logp, leak, jrng, rm)
-        rows.append({"algorithm": algo, "n": n, "seed": seed_label, "lr": lrs[algo], "steps": c.steps,
-                     "batch_size": c.batch_size, **ev, "rm_kl_star_implied": rm_kl if rm is not None else np.nan,
-                     "train_s": time.perf_counter() - t0 + (rm_time if online else 0.0)})
-        if not c.keep_runs:
-            shutil.rmtree(work / algo, ignore_errors=True)
+        table = table_of(model_dir)
+        loss = rewards.heldout_logloss(table, rep.heldout)
+        if loss < best - 1e-9:
+            best, since, best_step = loss, 0, step
+            shutil.rmtree(best_dir, ignore_errors=True)
+            shutil.copytree(model_dir, best_dir)
+        else:
+            since += 1
+            if since >= c.rm_patience:
+                break
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return best_dir, table_of(best_dir), {"rm_steps": best_step}
+
+
+def build_reward_models(world: World, rep: Replicate, kinds) -> dict:
+    """``kind -> (RewardSpec, reward table (X, A) as the trainer scores it, fidelity dict)``."""
+    out = {}
+    for kind in kinds:
+        t0 = time.perf_counter()
+        if kind == rewards.STANDARD:
+            path, table, info = _early_stopped(world, rep, "reward", kind, lambda d: rm_scores(world, d))
+            spec = rewards.RewardSpec(path, remote=False)
+        else:
+            if kind == rewards.REALIZABLE:
+                lm_dir, _, info = _early_stopped(world, rep, "pmle_nokl", kind,
+                                                 lambda d: world.cfg.gamma * load_and_enumerate(world, d)[0])
+            else:
+                lm_dir, info = world.star_dir, {"rm_steps": 0}
+            spec = rewards.save_logprob_reward(world, lm_dir, rep.work / f"reward_{kind}")
+            table = rm_scores(world, spec.path, remote=True)
+        info.update(rewards.fidelity(world, table, rep.heldout), rm_s=time.perf_counter() - t0)
+        out[kind] = (spec, table, info)
+    return out
+
+
+def window(cfg: Config, steps: int) -> int:
+    """Length of the last ~20% of a budget, in whole evaluation intervals (at least one)."""
+    return cfg.eval_every * max(1, int(round(0.2 * steps / cfg.eval_every)))
+
+
+def train_curve(world: World, rep: Replicate, algo: str, lr: float, steps: int, at: list[int], rm) -> list[dict]:
+    """Train ``algo`` for ``steps`` (checkpoints every ``eval_every``) and evaluate it exactly at the steps ``at``.
+
+    The last entry (``steps``) carries the sampled judge win-rate too.
+    """
+    c = world.cfg
+    spec, table = (rm[0], rm[1]) if rm is not None else (None, None)
+    online = record(algo).loop.name != "OFFLINE"
+    data = rep.prompts_file if online else rep.prefs
+    run_dir = rep.work / f"{algo}_{rm[0].path.name if rm else NO_RM}_lr{lr:g}"
+    run_stage(trainer_config(world, algo, run_dir, data, rep.n, lr, rep.tseed, steps, spec, rep.prompts_file,
+                             save_every=c.eval_every))
+    out = []
+    for k in at:
+        logp, leak = load_checkpoint_and_enumerate(world, run_dir / "checkpoints" / f"step-{k}")
+        judge = rep.judge if k == steps else None
+        out.append({"step": k, **evaluate_policy(world, logp, leak, judge, table)})
+    if not c.keep_runs:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return out
+
+
+def cells(cfg: Config) -> list[tuple[str, str]]:
+    """(algorithm, reward model) pairs: every reward model for the reward-based algorithms, ``none`` otherwise."""
+    return [(a, r) for a in cfg.algorithms for r in (cfg.reward_models if needs_reward_model(a) else (NO_RM,))]
+
+
+def run_replicate(world: World, budgets: dict, lrs: dict, rep: Replicate, bar=None) -> tuple[list[dict], list[dict]]:
+    """Every (algorithm, reward model) of one replicate; rows (final, with the convergence change) and RM rows."""
+    c = world.cfg
+    kinds = sorted({r for _, r in cells(c)} - {NO_RM}, key=c.reward_models.index)
+    rms = build_reward_models(world, rep, kinds)
+    rows, rm_rows = [], [{"n": rep.n, "seed": rep.label, "reward_model": k, **v[2]} for k, v in rms.items()]
+    for algo, kind in cells(c):
+        if bar is not None:
+            bar.set_postfix_str(f"{algo}/{kind} n={rep.n} seed={rep.label}")
+        T, t0 = int(budgets[algo]), time.perf_counter()
+        early, final = train_curve(world, rep, algo, lrs[algo], T, [T - window(c, T), T], rms.get(kind))
+        rows.append({"algorithm": algo, "reward_model": kind, "n": rep.n, "seed": rep.label, "lr": lrs[algo],
+                     "steps": T, **{k: v for k, v in final.items() if k != "step"},
+                     "kl_star_pi_early": early["kl_star_pi"], "win_rate_early": early["win_rate_exact"],
+                     "train_s": time.perf_counter() - t0})
         if bar is not None:
             bar.update(1)
-    return rows
+    return rows, rm_rows
 
 
-def lr_sweep(world: World, cfg: Config, root: Path) -> tuple[dict, pd.DataFrame]:
-    """Every algorithm at every learning rate of ``sweep_lrs`` on held-out seeds; the choice minimises mean KL(pi*||pi)."""
-    rows = []
-    ss = np.random.SeedSequence(cfg.seed + cfg.sweep_seed_offset).spawn(cfg.sweep_seeds)
-    for lr in cfg.sweep_lrs:
-        lrs = {a: lr for a in cfg.algorithms}
-        for s in range(cfg.sweep_seeds):
-            for r in run_replicate(world, cfg.algorithms, cfg.sweep_n, lrs, ss[s], root / f"sweep_lr{lr:g}",
-                                   cfg.sweep_seed_offset + s):
-                rows.append(r)
-    df = pd.DataFrame(rows)
-    best = df.groupby(["algorithm", "lr"])["kl_star_pi"].mean().reset_index()
-    choice = {a: float(g.sort_values("kl_star_pi").iloc[0]["lr"]) for a, g in best.groupby("algorithm")}
-    return choice, df
-
-
-def run_all(cfg: Config, root: Path) -> tuple[World, pd.DataFrame, dict, pd.DataFrame | None, dict]:
-    """Build the world, sweep learning rates (``--sweep``), and train and evaluate every replicate.
-
-    Returns the world, the per-run table, the learning rates used, the sweep's table and the timing.
-    """
-    t_start = time.perf_counter()
-    world = build_world(cfg, root)
-    lrs = {a: float(cfg.lrs.get(a, STORED_LR[a])) for a in cfg.algorithms}
-    sweep_df = None
-    t_sweep = 0.0
-    if cfg.sweep:
-        t0 = time.perf_counter()
-        lrs, sweep_df = lr_sweep(world, cfg, root)
-        t_sweep = time.perf_counter() - t0
-        print("sweep choice:", lrs)
-    ss = np.random.SeedSequence(cfg.seed).spawn(len(cfg.n_grid) * cfg.seeds)
-    rows = []
-    bar = tqdm(total=len(cfg.n_grid) * cfg.seeds * len(cfg.algorithms), desc="oracle_lm", dynamic_ncols=True)
-    t0 = time.perf_counter()
-    for i, n in enumerate(cfg.n_grid):
-        for s in range(cfg.seeds):
-            rows += run_replicate(world, cfg.algorithms, int(n), lrs, ss[i * cfg.seeds + s], root, s, bar)
-    bar.close()
-    timing = {"sweep": t_sweep, "main": time.perf_counter() - t0, "total": time.perf_counter() - t_start}
-    return world, pd.DataFrame(rows), lrs, sweep_df, timing
+def budget_from_curves(cfg: Config, curves: pd.DataFrame) -> tuple[int, bool, float, float]:
+    """The first budget T whose mean KL(pi*||pi) over the pilot seeds moves by <= converge_fraction x the
+    across-seed spread (std at T) over its last ~20%; (T, met, change, spread). Unmet: max_steps."""
+    mean = curves.groupby("step")["kl_star_pi"].mean()
+    spread = curves.groupby("step")["kl_star_pi"].std(ddof=1)
+    steps = [int(s) for s in mean.index if s >= 5 * cfg.eval_every]
+    for T in steps:
+        tail = mean[(mean.index >= T - window(cfg, T)) & (mean.index <= T)]
+        change = float(tail.max() - tail.min())
+        if change <= cfg.converge_fraction * float(spread[T]):
+            return T, True, change, float(spread[T])
+    T = steps[-1]
+    tail = mean[mean.index >= T - window(cfg, T)]
+    return T, False, float(tail.max() - tail.min()), float(spread[T])

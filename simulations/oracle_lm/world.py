@@ -30,6 +30,7 @@ class World:
     prompt_texts: list[str]
     prompt_probs: np.ndarray
     pi0_dir: Path
+    star_dir: Path
     logp0: np.ndarray
     logp_star: np.ndarray
     leak0: np.ndarray
@@ -80,10 +81,12 @@ def build_world(cfg: Config, root: Path) -> World:
     with torch.no_grad():
         pi_star.get_output_embeddings().weight.add_(
             torch.randn(head.shape, generator=g) * cfg.perturb * cfg.head_scale / hidden**0.5 * mask)
+    pi_star.generation_config.suppress_tokens = special
+    save_model(pi_star, tok, root / "pi_star" / "model", {"algorithm": "oracle_pi_star", "base": "tiny:gpt-neox"})
     logp0, leak0 = oracle.enumerate_policy(pi0, prompts, cfg.length, alphabet, cfg.max_responses)
     logp_star, _ = oracle.enumerate_policy(pi_star, prompts, cfg.length, alphabet, cfg.max_responses)
     return World(cfg, tok, words, alphabet, prompts, prompt_texts, np.full(cfg.n_prompts, 1.0 / cfg.n_prompts),
-                 pi0_dir / "model", logp0, logp_star, leak0)
+                 pi0_dir / "model", root / "pi_star" / "model", logp0, logp_star, leak0)
 
 
 def response_text(world: World, idx: int) -> str:
@@ -96,9 +99,14 @@ def response_text(world: World, idx: int) -> str:
     return " " + " ".join(world.words[d] for d in reversed(digits))
 
 
-def write_preferences(world: World, rng: np.random.Generator, n: int, path: Path) -> None:
-    """n preference pairs of eq. (2)/(3), sampled exactly, as JSONL in the trainer's TL;DR preference schema."""
-    x, w, lo = oracle.sample_preferences(rng, world.prompt_probs, world.logp0, world.logp_star, world.cfg.gamma, n)
+def sample_pairs(world: World, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n preference pairs (prompt, winner, loser) of eq. (2)/(3), sampled exactly (indices of the enumeration)."""
+    return oracle.sample_preferences(rng, world.prompt_probs, world.logp0, world.logp_star, world.cfg.gamma, n)
+
+
+def write_preferences(world: World, pairs: tuple[np.ndarray, np.ndarray, np.ndarray], path: Path) -> None:
+    """Preference pairs as JSONL in the trainer's TL;DR preference schema."""
+    x, w, lo = pairs
     with open(path, "w") as f:
         for xi, wi, li in zip(x, w, lo, strict=True):
             f.write(json.dumps({"query": world.prompt_texts[xi], "chosen": response_text(world, wi),

@@ -145,16 +145,163 @@ def test_sampled_win_rate_ci_covers_exact():
     assert hits >= 34  # 95% CI: at least 34/40 covers (binomial tail < 1e-2)
 
 
+def _toy_world(rng, X=2, A=5, gamma=1.3):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(prompt_probs=np.array([0.4, 0.6])[:X], logp0=_random_logp(rng, X, A, 1.0),
+                           logp_star=_random_logp(rng, X, A, 1.5), cfg=SimpleNamespace(gamma=gamma))
+
+
+def test_bayes_logloss_against_brute_force_sum():
+    from simulations.oracle_lm import rewards
+
+    world = _toy_world(np.random.default_rng(4))
+    g, (X, A) = world.cfg.gamma, world.logp0.shape
+    brute = 0.0
+    for x, a, b in itertools.product(range(X), range(A), range(A)):
+        w = world.prompt_probs[x] * np.exp(world.logp0[x, a] + world.logp0[x, b])
+        p = 1 / (1 + np.exp(-g * (world.logp_star[x, a] - world.logp_star[x, b])))  # P*(a > b | x), eq. (3)
+        for prob in (p, 1 - p):  # outcome a > b, then b > a
+            brute -= w * prob * np.log(prob)
+    assert rewards.bayes_logloss(world) == pytest.approx(brute, rel=1e-13)
+    # eq. (9)'s population log-loss: minimal exactly at gamma ln pi* (up to a prompt-only constant)
+    oracle_r = g * world.logp_star + np.array([[3.0], [-1.0]])
+    assert rewards.pair_logloss(world, oracle_r) == pytest.approx(brute, rel=1e-13)
+    other = oracle_r + 0.3 * np.random.default_rng(5).normal(size=oracle_r.shape)
+    assert rewards.pair_logloss(world, other) > brute
+    assert rewards.centred_correlation(world, oracle_r) == pytest.approx(1.0, abs=1e-12)
+    assert rewards.implied_kl(world, oracle_r) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.fixture(scope="module")
+def quick_world(tmp_path_factory):
+    from simulations.oracle_lm import Config, build_world
+
+    return build_world(Config.quick(), tmp_path_factory.mktemp("world"))
+
+
+def test_oracle_and_realizable_reward_models_through_the_trainer_path(quick_world, tmp_path):
+    """gamma ln pi* served as the trainer's reward model: its log-loss is the world's Bayes log-loss."""
+    from simulations.oracle_lm import rewards, rm_scores
+
+    world = quick_world
+    spec = rewards.save_logprob_reward(world, world.star_dir, tmp_path / "oracle")
+    table = rm_scores(world, spec.path, remote=True)  # finitepref.llm.models.RewardModel.scores
+    centred = table - table.mean(1, keepdims=True)
+    target = world.cfg.gamma * (world.logp_star - world.logp_star.mean(1, keepdims=True))
+    np.testing.assert_allclose(centred, target, atol=1e-5)  # float32 network
+    assert rewards.pair_logloss(world, table) == pytest.approx(rewards.bayes_logloss(world), rel=1e-6)
+    assert rewards.centred_correlation(world, table) == pytest.approx(1.0, abs=1e-9)
+    # the realizable class at pi_phi = pi0: gamma log pi0, normalised by its mean on pi0's responses
+    spec0 = rewards.save_logprob_reward(world, world.pi0_dir, tmp_path / "pi0")
+    t0 = rm_scores(world, spec0.path, remote=True)
+    mu = np.exp(world.logp0)
+    bias = world.prompt_probs @ (mu * world.cfg.gamma * world.logp0).sum(1)
+    np.testing.assert_allclose(t0, world.cfg.gamma * world.logp0 - bias, atol=1e-5)
+    assert rewards.pair_logloss(world, t0) > rewards.bayes_logloss(world)
+
+
+def test_trainer_configs_come_from_the_registry(quick_world, tmp_path):
+    """Each stage gets only its own settings (no DeprecationWarning), labels are the registry's."""
+    import warnings
+
+    from finitepref.llm.registry import REGISTRY
+    from simulations.oracle_lm import ALGORITHMS, label, rewards, trainer_config
+
+    spec = rewards.RewardSpec(tmp_path / "rm", remote=True)
+    for algo in ALGORITHMS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            cfg = trainer_config(quick_world, algo, tmp_path / algo, tmp_path / "data.jsonl", 64, 1e-3, 0, 8, spec,
+                                 tmp_path / "prompts.jsonl")
+        base = "pmle" if algo == "pmle_nokl" else algo
+        assert cfg.algorithm.name == base and label(algo) == (REGISTRY[algo].label if algo in REGISTRY else
+                                                              "PMLE, beta=0 (eq. 4)")
+        assert (cfg.reward.model is not None) == REGISTRY[base].needs_reward_model
+    assert trainer_config(quick_world, "pmle_nokl", tmp_path, tmp_path, 64, 1e-3, 0, 8, None,
+                          tmp_path).algorithm.settings.beta == 0.0
+    assert trainer_config(quick_world, "dpo", tmp_path, tmp_path, 64, 1e-3, 0, 8, None,
+                          tmp_path).algorithm.settings.beta == quick_world.cfg.dpo_beta
+
+
+def test_replicate_data_is_a_pure_function_of_the_seed(quick_world, tmp_path):
+    from simulations.oracle_lm.training import make_replicate
+
+    reps = [make_replicate(quick_world, 40, np.random.SeedSequence(3), tmp_path / str(i), 0) for i in range(2)]
+    assert reps[0].prefs.read_text() == reps[1].prefs.read_text()
+    lines = reps[0].prefs.read_text().splitlines(keepends=True)
+    assert reps[0].prefs_fit.read_text() == "".join(lines[:32])  # the reward models fit n - 20%
+    assert len(reps[0].heldout[0]) == 8 and reps[0].tseed == reps[1].tseed
+
+
+def test_paired_statistics_and_convergence_check():
+    from simulations.oracle_lm import Config
+    from simulations.oracle_lm import stats as st
+    from simulations.oracle_lm.training import budget_from_curves
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(8):
+        shift = rng.normal()  # shared by both algorithms within a seed: pairing removes it
+        for algo, effect in (("a", 0.1), ("b", 0.0)):
+            for n in (64, 256, 1024):
+                kl = np.exp(shift) * n ** (-1.0 if algo == "a" else 0.0)
+                rows.append({"algorithm": algo, "reward_model": "none", "n": n, "seed": s, "steps": 10,
+                             "win_rate_exact": 0.5 + shift + effect + 1e-3 * rng.normal(), "kl_star_pi": kl,
+                             "kl_star_pi_early": kl * (1 + (0.5 if (algo, n) == ("b", 64) else 0.0))})
+    table = pd.DataFrame(rows)
+    d, lo, hi, S = st.paired(table, ("a", "none"), ("b", "none"), "win_rate_exact", 1024)
+    assert S == 8 and lo < 0.1 < hi and hi - lo < 0.01
+    sl = st.slopes(table, ("a", "none"), ("b", "none"), rng)
+    assert sl["a"][0] == pytest.approx(-1.0) and sl["b"][0] == pytest.approx(0.0, abs=1e-12)
+    conv = st.convergence_check(table, Config())
+    assert set(conv.loc[~conv["converged"], "n"]) == {64} and (~conv["converged"]).sum() == 1
+    steps = np.arange(1, 11) * 4
+    curves = pd.DataFrame([{"step": k, "seed": s, "kl_star_pi": 5 / k + 0.2 * s} for s in range(2) for k in steps])
+    T, met, change, spread = budget_from_curves(Config(max_steps=40, eval_every=4), curves)
+    assert met and change <= 0.25 * spread and T == 28  # first T >= 5 * 4 with 5/(T-4) - 5/T <= 0.25 * 0.141
+
+
 def test_quick_run_writes_outputs(quick_run):
+    from simulations.verdicts import OUTCOMES, from_frame
+
     summary, out = quick_run("oracle_lm")
-    for f in ("oracle_lm.csv", "table2.csv", "summary.json", "config.json", "oracle_lm.png", "oracle_lm.pdf"):
+    for f in ("oracle_lm.csv", "table2.csv", "summary.json", "config.json", "oracle_lm.png", "oracle_lm.pdf",
+              "verdicts.csv", "reward_models.csv", "convergence.csv", "curves.csv", "lr_choice.csv", "timing.csv"):
         assert (out / f).is_file(), f
     df = pd.read_csv(out / "oracle_lm.csv")
-    required = ["algorithm", "n", "seed", "kl_star_pi", "kl_pi_star", "kl_pi_pi0", "entropy", "win_rate_exact",
-                "win_rate_sampled", "win_ci_low", "win_ci_high", "rm_score", "leaked_mass"]
+    assert "train_s" not in df.columns  # timings are in summary.json only: the CSV is bit-for-bit reproducible
+    required = ["algorithm", "reward_model", "n", "seed", "kl_star_pi", "kl_pi_star", "kl_pi_pi0", "entropy",
+                "win_rate_exact", "win_rate_sampled", "win_ci_low", "win_ci_high", "leaked_mass", "kl_star_pi_early"]
     assert not df[required].isna().any().any()
-    assert set(df["algorithm"]) >= {"pmle", "distill", "dpo", "reverse_kl"}
+    assert set(df["reward_model"]) == {"none", "standard", "realizable", "oracle"}
+    # paired: every (algorithm, reward model, n) cell has the same seeds
+    assert df.groupby(["algorithm", "reward_model", "n"])["seed"].apply(tuple).nunique() == 1
     assert (df["kl_star_pi"] >= 0).all() and (df["win_rate_exact"].between(0, 1)).all()
-    t2 = pd.read_csv(out / "table2.csv")
-    assert {"win_rate_exact", "rm_score", "kl_pi_pi0", "kl_star_pi"} <= set(t2.columns)
-    assert "verdicts" in summary and summary["world"]["responses_per_prompt"] == 64
+    rm = pd.read_csv(out / "reward_models.csv")
+    bayes = summary["world"]["bayes_logloss"]
+    assert np.allclose(rm.loc[rm["reward_model"] == "oracle", "rm_logloss"], bayes, rtol=1e-6)
+    assert (rm["rm_logloss"] >= bayes * (1 - 1e-6)).all()
+    v = pd.read_csv(out / "verdicts.csv")
+    verdicts = from_frame(v)
+    assert verdicts and all(x.outcome in OUTCOMES for x in verdicts)
+    claims = " ".join(v["claim"])
+    assert all(f"claim {k}" in claims for k in (1, 2, 3, 4))
+    assert set(v["reward_model"]) == {"none", "standard", "realizable", "oracle"}
+    conv = pd.read_csv(out / "convergence.csv")
+    assert len(conv) == df.groupby(["algorithm", "reward_model", "n"]).ngroups
+    choice = pd.read_csv(out / "lr_choice.csv")
+    assert set(choice["where"]) <= {"interior", "lower edge", "upper edge"}
+    assert summary["world"]["responses_per_prompt"] == 64
+
+
+def test_same_seed_same_csv_bit_for_bit(tmp_path):
+    """Two runs with the same seed write identical CSVs (timings live in timing.csv only)."""
+    from simulations.oracle_lm import main
+
+    argv = ["--quick", "--no-pilot", "--algorithms", "dpo", "distill", "--reward-models", "oracle", "--n-grid", "32",
+            "--budgets", "dpo=4", "distill=4", "--judge-samples", "50"]
+    for name in ("a", "b"):
+        main([*argv, "--out", str(tmp_path / name)])
+    for f in ("oracle_lm.csv", "reward_models.csv", "verdicts.csv", "convergence.csv"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
