@@ -45,6 +45,7 @@ from finitepref import registry  # noqa: E402
 from finitepref.coverage import centered_log_probs  # noqa: E402
 from finitepref.preference import preference_probs  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
+from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, interval_verdict, sign_verdict  # noqa: E402,F401
 
 NAME = "bound_check"
 STATEMENTS = ("prop12", "eq18", "thm4", "thm6", "thm7")
@@ -232,9 +233,9 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                                        for k, v in d.items()) + f"; trials={cfg.trials}, delta={cfg.delta}")
 
 
-def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
-    """One line per problem, one per (statement, constants): verdict, failure frequency, slack."""
-    lines = []
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
+    """One line per problem; one verdict per (statement, constants): P(error > bound) <= delta (Clopper-Pearson)."""
+    lines: list = []
     for which, p in outcome.data["problems"].items():
         d = p.describe()
         lines.append(f"{which}: {p}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}")
@@ -242,8 +243,9 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
         for version in ("paper", "corrected"):
             v = e[version]
             slack = f"{v['min_slack']:.3g}..{v['max_slack']:.3g}" if v["min_slack"] is not None else "inf (quantile 0)"
-            lines.append(f"  {key:16s} [{version:9s}] {v['verdict']}: max failure freq {v['max_failure_freq']:.3f} "
-                         f"(CP upper {v['max_cp_upper']:.4f} vs delta {cfg.delta}), slack {slack}")
+            lines.append(Verdict(f"{key} [{version} constants]: P(error > bound) <= delta", v["max_failure_freq"], None,
+                                 v["max_cp_upper"], cfg.delta, v["verdict"],
+                                 f"max failure frequency over n, CP upper limit as ci_high; slack {slack}"))
     return lines
 
 

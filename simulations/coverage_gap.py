@@ -44,6 +44,7 @@ import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
 from finitepref import registry  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
+from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, interval_verdict, sign_verdict  # noqa: E402,F401
 
 NAME = "coverage_gap"
 ESTIMATORS = registry.names(learns_pi_star=True)
@@ -196,22 +197,22 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                              f"C_Pi={d['C_pi']:.3g}, C_R={d['C_r']:.3g}, mu(rare)={cfg.mu_rare}, trials={cfg.trials}, seed={cfg.seed}")
 
 
-def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
-    """The problem's constants, the bound shapes, and per comparison where reverse KL is better or worse."""
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
+    """The problem's constants, the bound shapes, and per comparison whether reverse KL is better (Section 5)."""
     summary = outcome.summary
-    d = summary["problem"]
-    lines = [f"problem: {outcome.data['problem']}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}  "
-             f"(l_inf concentrability {summary['concentrability']:.3g})"]
-    lines.append(f"  bound shapes: C_Pi ln(|Pi|/d)/g^2 = {summary['bound_shapes']['C_pi ln(|Pi|/delta)/gamma^2']:.3g} vs "
-                 f"ln(|Pi|/d) + C_R ln(|R|/d)/g^2 = "
-                 f"{summary['bound_shapes']['ln(|Pi|/delta) + C_R ln(|R|/delta)/gamma^2']:.3g}")
+    d, shapes = summary["problem"], summary["bound_shapes"]
+    lines: list = [f"problem: {outcome.data['problem']}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}  "
+                   f"(l_inf concentrability {summary['concentrability']:.3g}); bound shapes C_Pi ln(|Pi|/d)/g^2 = "
+                   f"{shapes['C_pi ln(|Pi|/delta)/gamma^2']:.3g} vs ln(|Pi|/d) + C_R ln(|R|/d)/g^2 = "
+                   f"{shapes['ln(|Pi|/delta) + C_R ln(|R|/delta)/gamma^2']:.3g}"]
     for key, c in summary["comparisons"].items():
         better, worse = c["n_where_reverse_kl_better"], c["n_where_reverse_kl_worse"]
+        outcome_ = AGREES if better and not worse else DISAGREES if worse and not better else INCONCLUSIVE
         ratios = ", ".join(f"{n}: {r:.3g}" for n, r in c["ratio_by_n"].items())
-        verdict = ("AGREES (reverse KL significantly better at some n, never significantly worse)"
-                   if better and not worse else "DISAGREES" if worse and not better else
-                   "MIXED" if better else "NO SIGNIFICANT DIFFERENCE")
-        lines.append(f"  {key}: reverse KL better at n={better}, worse at n={worse}; ratio by n {{{ratios}}}. {verdict}")
+        best = max(c["ratio_by_n"].values()) if c["ratio_by_n"] else None
+        lines.append(Verdict(f"{key}: reverse KL beats it when C_Pi >> C_R (Section 5)", best, None, None,
+                             "ratio > 1 at some n, never significantly < 1", outcome_,
+                             f"largest error ratio; better at n={better}, worse at n={worse}; ratio by n {{{ratios}}}"))
     return lines
 
 

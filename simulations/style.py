@@ -34,7 +34,7 @@ WIDTH = 7.0
 """Width in inches of a full-width figure (a two-column paper's text width)."""
 
 __all__ = ["COLORS", "MARKERS", "LINESTYLES", "WITH_KL", "RC", "WIDTH", "color", "marker", "linestyle", "label",
-           "line", "short_label", "mean_with_band", "mark_zeros", "offsets", "finish"]
+           "line", "short_label", "mean_with_band", "mark_zeros", "offsets", "identical_note", "finish"]
 
 COLORS = {"pmle": "C0", "distill": "C1", "reverse_kl": "C2", "dpo": "C3", "rlhf": "C4", "rebel": "C5",
           "ipo": "C6", "chipo": "C8", "online_pmle": "C9", "pmle_nokl": "C7", "tight": "C0", "default": "C3"}
@@ -117,6 +117,14 @@ def mark_zeros(ax, x, floor: float, *, color: str, marker: str = "o") -> None:
     """Open markers at ``y = floor`` for values that are exactly 0 on a log axis (unclipped, on the floor)."""
     ax.plot(np.asarray(x, dtype=float), np.full(len(x), floor), ls="none", marker=marker, mfc="white", mec=color,
             ms=5, clip_on=False, zorder=5)
+
+
+def identical_note(series: dict[str, Any], digits: int = 10) -> str:
+    """``"A = B (identical)"`` for labels whose series are equal (to ``digits`` decimals); ``""`` if none."""
+    groups: dict[tuple, list[str]] = {}
+    for text, values in series.items():
+        groups.setdefault(tuple(np.round(np.asarray(values, dtype=float), digits)), []).append(text)
+    return "; ".join(" = ".join(g) + " (identical)" for g in groups.values() if len(g) > 1)
 
 
 def offsets(names, spread: float = 0.04) -> dict[str, float]:
