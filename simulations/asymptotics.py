@@ -142,7 +142,7 @@ def summarize(cfg: Config, table: pd.DataFrame, raw: dict) -> dict:
 def plot(outcome: _runner.Outcome, cfg: Config):
     """Plateaus of every estimator against the sandwich constant across gamma; PMLE's ratio at each n."""
     table, summary = outcome.table, outcome.summary
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(style.WIDTH, 3.3), layout="constrained")
     ax = axes[0]
     gs = np.array(sorted(summary["per_gamma"]))
     consts = np.array([summary["per_gamma"][g]["asymptotic_constant"] for g in gs])
@@ -157,7 +157,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                     label=f"{line['label']} plateau")
     ax.set(xscale="log", yscale="log", xlabel=r"$\gamma$", ylabel="n E[KL]", title="Plateau vs sandwich constant")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     ax = axes[1]
     for i, (g, tg) in enumerate(table[table.estimator == "pmle"].groupby("gamma")):
         ax.errorbar(tg.spread / tg.resolution, tg.n_kl / tg.asymptotic_constant,

@@ -200,7 +200,8 @@ def summarize(probs: dict[str, fp.ToyProblem], cfg: Config, table: pd.DataFrame)
 def plot(outcome: _runner.Outcome, cfg: Config):
     """One panel per statement (quantile against the paper's and the corrected bound), and the slack."""
     table, summary = outcome.table, outcome.summary
-    fig, axes = plt.subplots(2, 3, figsize=(17, 9.5), constrained_layout=True)
+    fig, axes = plt.subplots(2, 3, figsize=(style.WIDTH, 5.4), layout="constrained")
+    floor = table["quantile"][table["quantile"] > 0].min() / 4
     for ax, st in zip(axes.flat, STATEMENTS, strict=False):
         for which in PROBLEMS:
             color = style.color(which)
@@ -209,12 +210,13 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                 continue
             pos = t["quantile"] > 0
             ax.plot(t.n[pos], t["quantile"][pos], "o-", color=color, ms=4, label=f"{which}: {1 - cfg.delta:g}-quantile")
+            if (~pos).any():
+                style.mark_zeros(ax, t.n[~pos], floor, color=color)
+                ax.text(0.02, 0.02, "open markers: quantile 0", transform=ax.transAxes, fontsize=6)
             ax.plot(t.n, t.bound, "--", color=color, lw=1, label=f"{which}: paper bound")
             if st != "prop12":
                 ax.plot(t.n, t.bound_corrected, ":", color=color, lw=1.5, label=f"{which}: corrected bound")
-        ax.set(xscale="log", yscale="log", xlabel="n", title=LABEL[st])
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.set(xscale="log", yscale="log", xlabel="n", title=LABEL[st], ylim=(floor, None))
     ax = axes.flat[-1]
     for i, st in enumerate(STATEMENTS):
         for which, ls in (("tight", "-"), ("default", "--")):
@@ -227,7 +229,7 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     ax.set(xscale="log", yscale="log", xlabel="n", ylabel="slack = corrected bound / quantile",
            title="Slack (1 = tight; < 1 = violated)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=5.5, ncol=2)
     d = summary["problems"]
     return style.finish(fig, "; ".join(f"{k}: |Pi|={v['n_policies']}, gamma={v['gamma']}, R={v['R']:.3g}, C_Pi={v['C_pi']:.3g}"
                                        for k, v in d.items()) + f"; trials={cfg.trials}, delta={cfg.delta}")

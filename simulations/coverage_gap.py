@@ -176,22 +176,25 @@ def summarize(prob: fp.ToyProblem, cfg: Config, diffs: pd.DataFrame) -> dict:
 def plot(outcome: _runner.Outcome, cfg: Config):
     """Forward and reverse KL of every estimator against n, and the error ratios to reverse KL."""
     table, diffs, summary = outcome.table, outcome.data["differences"], outcome.summary
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(style.WIDTH, 3.1), layout="constrained")
+    floor = table.mean_kl[table.mean_kl > 0].min() / 4
+    shift = style.offsets(ESTIMATORS, 0.03)
     for ax, div in zip(axes[:2], ("forward", "reverse"), strict=True):
-        for name in ESTIMATORS:
-            t = table[(table.estimator == name) & (table.divergence == div)]
-            style.mean_with_band(ax, t.n, t.mean_kl, t.ci_low, t.ci_high, **style.line(name))
-        ax.set(xscale="log", yscale="log", xlabel="n", title=f"{div} KL, E_x KL("
-               + ("pi*||pi_hat)" if div == "forward" else "pi_hat||pi*)") + " (band: 95% bootstrap CI)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        zeros = [style.short_label(name) for name in ESTIMATORS
+                 if style.mean_with_band(ax, (t := table[(table.estimator == name) & (table.divergence == div)]).n
+                                         * shift[name], t.mean_kl, t.ci_low, t.ci_high, floor=floor, **style.line(name))]
+        ax.set(xscale="log", yscale="log", xlabel="n", ylim=(floor, None), title=f"{div}: E_x KL("
+               + ("pi*||pi_hat)" if div == "forward" else "pi_hat||pi*)"))
+        if zeros:
+            ax.text(0.02, 0.02, "open markers on the floor: E[KL] = 0\n(" + ", ".join(zeros) + ")",
+                    transform=ax.transAxes, fontsize=6.5)
     ax = axes[2]
     for (versus, div), t in diffs.groupby(["versus", "divergence"], sort=False):
         fin = np.isfinite(t.ratio)
         ax.plot(t.n[fin], t.ratio[fin], "o-" if div == "forward" else "s--", color=style.color(versus), ms=4,
-                label=f"{versus} / reverse KL ({div})")
+                label=f"{style.short_label(versus)} / reverse KL ({div})")
     ax.axhline(1, color="k", lw=1)
-    ax.set(xscale="log", yscale="log", xlabel="n", ylabel="mean error ratio", title="> 1: reverse KL better")
+    ax.set(xscale="log", yscale="log", xlabel="n", ylabel="mean error ratio", title="error ratio (> 1: reverse KL better)")
     d = summary["problem"]
     return style.finish(fig, f"|Pi|={d['n_policies']}, |R|={d['n_rewards']}, gamma={d['gamma']}, R={d['R']:.3g}, "
                              f"C_Pi={d['C_pi']:.3g}, C_R={d['C_r']:.3g}, mu(rare)={cfg.mu_rare}, trials={cfg.trials}, seed={cfg.seed}")

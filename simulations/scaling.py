@@ -206,7 +206,8 @@ def summarize(cfg: Config, table: pd.DataFrame, errors: list[np.ndarray]) -> dic
 def plot(outcome: _runner.Outcome, cfg: Config):
     """One panel per sweep (n E[KL] against its regressor, with the bound's and the classical exponents), and the collapse."""
     table, summary = outcome.table, outcome.summary
-    fig, axes = plt.subplots(1, 4, figsize=(21, 5), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(style.WIDTH, 5.8), layout="constrained")
+    axes = axes.ravel()
     xlabels = {"gamma": r"$\gamma$", "coverage": r"$C_\Pi$ (varying $\mu$)", "size": r"$\ln(|\Pi|/\delta)$"}
     for ax, name in zip(axes[:3], SWEEPS, strict=True):
         s = summary["sweeps"][name]
@@ -224,7 +225,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
         ax.set(xscale="log", yscale="log", xlabel=xlabels[name], ylabel="n E[KL]",
                title=f"{name}: fitted exponent {f['exponent']:+.2f} [{f['ci_low']:+.2f}, {f['ci_high']:+.2f}]")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
     ax = axes[3]
     for j, name in enumerate(SWEEPS):
         t = table[(table.sweep == name) & (table.mean_kl > 0)]

@@ -134,6 +134,22 @@ def offsets(names, spread: float = 0.04) -> dict[str, float]:
     return {name: 10 ** (spread * (i - centre)) for i, name in enumerate(names)}
 
 
+def _minor_label(value: float, _position=None) -> str:
+    mantissa = value / 10 ** np.floor(np.log10(value)) if value > 0 else 0
+    return f"{value:g}" if np.isclose(mantissa, 2) or np.isclose(mantissa, 5) else ""
+
+
+def _tidy_log_ticks(ax) -> None:
+    """Log axes: no crowded minor labels (none beyond two decades; only 2 and 5 times a power of ten within)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    for axis, scale, limits in ((ax.xaxis, ax.get_xscale(), ax.get_xlim()), (ax.yaxis, ax.get_yscale(), ax.get_ylim())):
+        if scale != "log" or min(limits) <= 0:
+            continue
+        wide = np.log10(max(limits) / min(limits)) > 2
+        axis.set_minor_formatter(NullFormatter() if wide else FuncFormatter(_minor_label))
+
+
 def finish(fig, title: str | None = None, *, legends: bool | str = "figure", legend_size: float = 8, ncol: int = 4):
     """A grid on every panel, one legend, the title; returns ``fig``.
 
@@ -142,6 +158,7 @@ def finish(fig, title: str | None = None, *, legends: bool | str = "figure", leg
     """
     for ax in fig.axes:
         ax.grid(True, which="major", alpha=0.3)
+        _tidy_log_ticks(ax)
     if legends == "figure":
         seen: dict[str, Any] = {}
         for ax in fig.axes:
@@ -158,5 +175,7 @@ def finish(fig, title: str | None = None, *, legends: bool | str = "figure", leg
             if ax.get_legend() is None and ax.get_legend_handles_labels()[1]:
                 ax.legend(fontsize=legend_size)
     if title:
-        fig.suptitle(title, fontsize=legend_size + 1)
+        import textwrap
+
+        fig.suptitle("\n".join(textwrap.wrap(title, 120)), fontsize=legend_size + 0.5)
     return fig
