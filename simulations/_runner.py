@@ -325,18 +325,19 @@ def config_hash(cfg: Any) -> str:
 
 
 def git_commit() -> str | None:
-    """The commit of the source tree that ran (``+dirty`` when it has uncommitted changes); None outside git."""
+    """The commit of the source tree that ran; with uncommitted changes to tracked files, ``+dirty.<hash of the
+    diff>`` (so two runs of the same edited tree match, and an edit does not); None outside git."""
+    import hashlib
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    return head + ("+dirty" if dirty else "")
+    return head + (f"+dirty.{hashlib.sha256(diff).hexdigest()[:12]}" if diff else "")
 
 
 class InjectedFault(RuntimeError):

@@ -126,7 +126,7 @@ def test_coverage_single(quick_run):
     assert set(table.estimator) == {"pmle", "distill", "reverse_kl", "chipo", "online_pmle"}
     for path in summary["paths"].values():
         held = path["held_range"]
-        assert held[1] / held[0] <= 1.08 + 1e-9  # the held coefficient stays within its band
+        assert held[1] / held[0] <= 1.08**2 + 1e-9  # the held coefficient stays within its band (of one value)
         assert path["varies_range"][1] / path["varies_range"][0] > 1.5  # and the other moves
     # the paper's C_Pi drives PMLE's error: along the C_Pi path its slope CI lies above 0
     assert summary["paths"]["pi_varies"]["slopes"]["pmle"]["ci_low"] > 0
