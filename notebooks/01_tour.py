@@ -176,7 +176,8 @@ BETA = 1.0
 
 def run_all(problem, dataset):
     """Chosen policy index per trial for every estimator of the registry, keyed by its label (one fitted reward shared)."""
-    params = {"dpo": {"beta": BETA}, "rlhf": {"beta": BETA}, "rebel": {"eta": 1.0 / problem.gamma}}
+    params = {"dpo": {"beta": BETA}, "rlhf": {"beta": BETA}, "rebel": {"eta": 1.0 / problem.gamma},
+              "ipo": {"tau": BETA}, "chipo": {"beta": BETA}}
     picks = common.fit_estimators(problem, dataset, registry.names(), params)
     return {style.label(name): idx for name, idx in picks.items()}
 
