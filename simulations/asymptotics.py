@@ -37,7 +37,7 @@ from finitepref import registry  # noqa: E402
 from finitepref.asymptotics import preference_fisher, sandwich_constant  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
 from simulations._families import centered_net  # noqa: E402
-from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, interval_verdict, sign_verdict  # noqa: E402,F401
+from simulations.verdicts import interval_verdict  # noqa: E402
 
 NAME = "asymptotics"
 ESTIMATORS = registry.names(learns_pi_star=True)

@@ -35,7 +35,7 @@ import torch
 
 import finitepref as fp
 from simulations import _runner, common
-from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, interval_verdict, sign_verdict  # noqa: E402,F401
+from simulations.verdicts import AGREES, DISAGREES, Verdict  # noqa: E402
 
 NAME = "benchmark"
 

@@ -45,7 +45,7 @@ from finitepref import registry  # noqa: E402
 from finitepref.coverage import centered_log_probs  # noqa: E402
 from finitepref.preference import preference_probs  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
-from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, interval_verdict, sign_verdict  # noqa: E402,F401
+from simulations.verdicts import Verdict  # noqa: E402
 
 NAME = "bound_check"
 STATEMENTS = ("prop12", "eq18", "thm4", "thm6", "thm7")

@@ -44,7 +44,7 @@ import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
 from finitepref import registry  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
-from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, interval_verdict, sign_verdict  # noqa: E402,F401
+from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict  # noqa: E402
 
 NAME = "coverage_gap"
 ESTIMATORS = registry.names(learns_pi_star=True)

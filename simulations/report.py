@@ -125,11 +125,12 @@ def appendix_b(path: Path = FINDINGS) -> list[Verdict]:
             if inside and not line.startswith("|"):
                 break
             continue
-        statement, how, examples, verdict = (cells + [""] * 4)[:4]
+        cells += [""] * (4 - len(cells))
+        statement, how, examples, verdict = *cells[:3], "|".join(cells[3:])  # a verdict may hold "|R|"
         text = re.sub(r"\*\*(.+?)\*\*", r"\1", verdict)
         outcome = (DISAGREES if re.search(r"\*\*(False|Slip)\*\*", verdict) else
                    AGREES if re.search(r"Holds|correct|≤|No NaN", verdict) else INCONCLUSIVE)
-        rows.append(Verdict(f"Appendix B: {statement}", None, None, None, "as printed", outcome,
+        rows.append(Verdict(f"Appendix B: {statement}", None, None, None, None, outcome,
                             f"{text}; tested by {how} ({examples})"))
     return rows
 
@@ -177,7 +178,7 @@ def evidence(v: Verdict) -> str:
         parts.append(f"{sig(v.measured)}{ci}")
     if v.reference is not None:
         parts.append(f"vs {v.reference if isinstance(v.reference, str) else sig(v.reference)}")
-    return " ".join(parts) + (f"; {v.note}" if v.note else "")
+    return "; ".join(p for p in (" ".join(parts), v.note) if p)
 
 
 # ---------------------------------------------------------------------- documents

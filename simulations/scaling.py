@@ -42,7 +42,7 @@ import finitepref as fp  # noqa: E402
 from finitepref.asymptotics import preference_fisher, sandwich_constant  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
 from simulations._families import centered_net, tempered_mu  # noqa: E402
-from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, interval_verdict, sign_verdict  # noqa: E402,F401
+from simulations.verdicts import AGREES, DISAGREES, Verdict, interval_verdict, sig  # noqa: E402
 
 NAME = "scaling"
 SWEEPS = ("gamma", "coverage", "size")
@@ -251,7 +251,7 @@ def sweep_verdict(name: str, s: dict) -> list:
     ok = f["ci_low"] <= s["bound_exponent"]  # the bound is an upper bound: growth at most linear
     return [Verdict(f"n E[KL] grows at most linearly in {s['regressor']} (exponent <= {s['bound_exponent']:g})",
                     f["exponent"], f["ci_low"], f["ci_high"], s["bound_exponent"], AGREES if ok else DISAGREES,
-                    f"{note}; sandwich constants' exponent {s['asymptotic_exponent']}")]
+                    f"{note}; sandwich constants' exponent {sig(s['asymptotic_exponent'])}")]
 
 
 def verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
