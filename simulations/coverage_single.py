@@ -15,7 +15,7 @@ reverse KL), online PMLE (``finitepref.online``, ``rounds`` rounds) and chi-PO; 
 log-log slope of E[KL] on the coefficient that varies, with a bootstrap CI over trials. The verdict
 sentence says which coefficient predicts the error, whatever it is.
 
-Run ``python -m simulations.coverage_single`` (a few minutes) or ``--quick`` (under 60 s).
+Run ``python -m simulations.coverage_single`` (about 40 s on 2 cores) or ``--quick`` (about 20 s).
 Outputs in ``--out``: ``coverage_single.csv`` (one row per path point and estimator), ``mu_grid.csv``
 (both coefficients over the whole grid), ``summary.json``, ``config.json``, ``verdicts.csv``,
 ``coverage_single.png``/``.pdf``.
