@@ -233,11 +233,14 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                ylabel=f"E[KL] at n = {cfg.n}",
                title=f"({'bc'[list(PATHS).index(path)]}) {'C_Pi' if held == 'C_pi' else 'single'} held in "
                      f"[{r[0]:.3g}, {r[1]:.3g}]")
-        ticks = table[(table.path == path) & (table.estimator == ESTIMATORS[0])][varies].to_numpy()
+    style.finish(fig, f"|Pi| = {summary['problem']['n_policies']}, gamma = {cfg.gamma}, trials = {cfg.trials}; "
+                      "reverse KL's error is KL(pi_hat||pi*), the others' KL(pi*||pi_hat)", ncol=3)
+    for ax, (path, (varies, _)) in zip(axes[1:], PATHS.items(), strict=True):  # label the path's ends and middle
+        ticks = np.sort(table[(table.path == path) & (table.estimator == ESTIMATORS[0])][varies].to_numpy())
+        ticks = ticks[np.unique(np.linspace(0, len(ticks) - 1, min(3, len(ticks))).round().astype(int))]
         ax.set_xticks(ticks, [f"{v:.2g}" for v in ticks], minor=False)
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    return style.finish(fig, f"|Pi| = {summary['problem']['n_policies']}, gamma = {cfg.gamma}, trials = {cfg.trials}; "
-                             "reverse KL's error is KL(pi_hat||pi*), the others' KL(pi*||pi_hat)", ncol=3)
+    return fig
 
 
 def _identical(table: pd.DataFrame) -> str:
