@@ -12,7 +12,9 @@ exit status 2), sweeps, summarizes, plots, writes every output atomically and pr
 
 Atomic outputs
 --------------
-Everything is written into a fresh folder ``.<out>.tmp-XXXX`` beside ``out`` and renamed into place
+``config.json`` records the script, the config and its hash (:func:`config_hash`), the git commit
+(:func:`git_commit`) and the package versions; the verdicts (:mod:`simulations.verdicts`) go to
+``verdicts.csv`` with the rest. Everything is written into a fresh folder ``.<out>.tmp-XXXX`` beside ``out`` and renamed into place
 when complete, so ``out`` holds one whole run or the previous run, never a mix. Replacing an existing
 ``out`` takes two renames (``out -> .<out>.old-XXXX``, then the new folder ``-> out``) and removes
 the old folder; between the two renames (one system call) ``out`` does not exist, and a kill exactly
@@ -49,7 +51,7 @@ import pandas as pd
 __all__ = [
     "ScriptConfig", "SweepConfig", "Outcome", "parse_config", "write_outputs", "main", "entry", "sweep_then_summarize",
     "versions", "to_jsonable", "InjectedFault", "fault_point", "MAX_N", "check_sample_grid", "check_output_folder",
-    "holds_a_run_of",
+    "holds_a_run_of", "config_hash", "git_commit",
 ]
 
 MAX_N = 10**18
@@ -312,6 +314,32 @@ def versions() -> dict[str, str]:
     }
 
 
+def config_hash(cfg: Any) -> str:
+    """SHA-256 (first 16 hex digits) of the config without its output folder: equal settings, equal hash."""
+    import hashlib
+
+    fields = to_jsonable(cfg) if cfg is not None else {}
+    if isinstance(fields, dict):
+        fields = {k: v for k, v in fields.items() if k != "out"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree that ran; with uncommitted changes to tracked files, ``+dirty.<hash of the
+    diff>`` (so two runs of the same edited tree match, and an edit does not); None outside git."""
+    import hashlib
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + (f"+dirty.{hashlib.sha256(diff).hexdigest()[:12]}" if diff else "")
+
+
 class InjectedFault(RuntimeError):
     """Raised by :func:`fault_point` when ``FINITEPREF_FAULT`` names the point (tests only)."""
 
@@ -369,7 +397,8 @@ def write_outputs(out: Path, name: str, cfg: Any, table: pd.DataFrame | None, su
             _write_file(staging / names["csv"], table)
         fault_point("after-csv")
         meta = {"script": f"simulations.{name}", "argv": sys.argv, "seed": getattr(cfg, "seed", None),
-                "config": to_jsonable(cfg), "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                "config": to_jsonable(cfg), "config_hash": config_hash(cfg), "git_commit": git_commit(),
+                "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         meta.update(to_jsonable(extra or {}))
         names.update(summary="summary.json", config="config.json")
         _write_file(staging / names["config"], json.dumps(meta, indent=2) + "\n")
@@ -422,7 +451,7 @@ def sweep_then_summarize(sweep: Callable[[Any], tuple[pd.DataFrame, Any]],
 
 
 def entry(cls: type, doc: str | None, *, run: Callable[[Any], Outcome], plot: Callable[[Outcome, Any], Any] | None,
-          verdicts: Callable[[Outcome, Any], list[str]]) -> Callable[[list[str] | None], dict]:
+          verdicts: Callable[[Outcome, Any], list[Any]]) -> Callable[[list[str] | None], dict]:
     """A script's ``main(argv=None) -> summary``: :func:`main` with the script's config and stages."""
 
     def script_main(argv: list[str] | None = None) -> dict:
@@ -433,20 +462,27 @@ def entry(cls: type, doc: str | None, *, run: Callable[[Any], Outcome], plot: Ca
 
 
 def main(name: str, cls: type, argv: list[str] | None, doc: str | None, *, run: Callable[[Any], Outcome],
-         plot: Callable[[Outcome, Any], Any] | None, verdicts: Callable[[Outcome, Any], list[str]]) -> dict:
+         plot: Callable[[Outcome, Any], Any] | None, verdicts: Callable[[Outcome, Any], list[Any]]) -> dict:
     """Parse and validate ``cls`` from ``argv``, ``run`` (sweep + summarize), ``plot``, write atomically, print verdicts."""
     import matplotlib.pyplot as plt
+
+    from simulations import verdicts as _verdicts
 
     cfg = parse_config(cls, argv, description=(doc or "").split("\n\n")[0])
     outcome = run(cfg)
     figure = plot(outcome, cfg) if plot is not None else None
+    stated = list(verdicts(outcome, cfg))
+    judged = [v for v in stated if isinstance(v, _verdicts.Verdict)]
+    files = dict(outcome.files)
+    if judged:
+        files["verdicts.csv"] = _verdicts.to_frame(judged, script=name)
     try:
         paths = write_outputs(cfg.out, name, outcome.config or cfg, outcome.table, outcome.summary, figure, outcome.extra,
-                              outcome.files)
+                              files)
     finally:
         if figure is not None:
             plt.close(figure)
-    for line in verdicts(outcome, cfg):
-        print(line)
+    for item in stated:
+        print(item.line() if isinstance(item, _verdicts.Verdict) else item)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return outcome.summary

@@ -37,6 +37,7 @@ from finitepref import registry  # noqa: E402
 from finitepref.asymptotics import preference_fisher, sandwich_constant  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
 from simulations._families import centered_net  # noqa: E402
+from simulations.verdicts import interval_verdict  # noqa: E402
 
 NAME = "asymptotics"
 ESTIMATORS = registry.names(learns_pi_star=True)
@@ -141,7 +142,7 @@ def summarize(cfg: Config, table: pd.DataFrame, raw: dict) -> dict:
 def plot(outcome: _runner.Outcome, cfg: Config):
     """Plateaus of every estimator against the sandwich constant across gamma; PMLE's ratio at each n."""
     table, summary = outcome.table, outcome.summary
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(style.WIDTH, 3.3), layout="constrained")
     ax = axes[0]
     gs = np.array(sorted(summary["per_gamma"]))
     consts = np.array([summary["per_gamma"][g]["asymptotic_constant"] for g in gs])
@@ -156,7 +157,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                     label=f"{line['label']} plateau")
     ax.set(xscale="log", yscale="log", xlabel=r"$\gamma$", ylabel="n E[KL]", title="Plateau vs sandwich constant")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     ax = axes[1]
     for i, (g, tg) in enumerate(table[table.estimator == "pmle"].groupby("gamma")):
         ax.errorbar(tg.spread / tg.resolution, tg.n_kl / tg.asymptotic_constant,
@@ -169,20 +169,17 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                              f"reward stride 1; trials={cfg.trials}, seed={cfg.seed}")
 
 
-def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
-    """Per gamma: PMLE's plateau against 1/2 tr(H I^-1), and how often the others coincide with PMLE."""
-    summary, lines = outcome.summary, []
-    for g, e in summary["per_gamma"].items():
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
+    """Per gamma: PMLE's plateau against 1/2 tr(H I^-1) (within 10%), and how often the others coincide with PMLE."""
+    out: list = []
+    for g, e in outcome.summary["per_gamma"].items():
         p = e["pmle"]
-        inside = p["ratio_ci"][0] <= 1 <= p["ratio_ci"][1]
-        close = abs(p["ratio"] - 1) <= 0.1
-        verdict = "AGREES" if inside else ("AGREES within 10%" if close else "DISAGREES")
-        same = ", ".join(f"{k} = PMLE in {100 * e[k]['same_as_pmle']:.1f}% of trials"
-                         for k in ("distill", "reverse_kl") if k in e)
-        lines.append(f"  gamma {g:g}: 1/2 tr(H I^-1) = {e['asymptotic_constant']:.4g}; PMLE plateau {p['plateau']:.4g} "
-                     f"[{p['ci_low']:.4g}, {p['ci_high']:.4g}], ratio {p['ratio']:.3f} [{p['ratio_ci'][0]:.3f}, "
-                     f"{p['ratio_ci'][1]:.3f}] at n = {e['n']}. {verdict}. {same}")
-    return lines
+        same = ", ".join(f"{k} = PMLE in {100 * e[k]['same_as_pmle']:.1f}% of trials" for k in ("distill", "reverse_kl")
+                         if k in e)
+        out.append(interval_verdict(f"gamma {g:g}: PMLE plateau n E[KL] = 1/2 tr(H I^-1)", p["plateau"],
+                                    (p["ci_low"], p["ci_high"]), e["asymptotic_constant"], tolerance=0.1,
+                                    relative=True, note=f"n = {e['n']}, within 10%; {same}"))
+    return out
 
 
 main = _runner.entry(Config, __doc__, run=_runner.sweep_then_summarize(sweep, summarize), plot=plot,

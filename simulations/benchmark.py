@@ -35,6 +35,7 @@ import torch
 
 import finitepref as fp
 from simulations import _runner, common
+from simulations.verdicts import AGREES, DISAGREES, Verdict  # noqa: E402
 
 NAME = "benchmark"
 
@@ -149,19 +150,19 @@ def measure_memory(cfg: Config) -> dict:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
-    """The measured ratios, then PASS/FAIL per claim."""
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
+    """The measured ratios as context, then one verdict per claim (AGREES when the check passes)."""
     results = outcome.summary
-    lines = [f"K = {results['n_policies']}, trials = {cfg.trials}, torch threads = {results['threads']}"]
+    lines: list = [f"K = {results['n_policies']}, trials = {cfg.trials}, torch threads = {results['threads']}"]
     for n, v in results["naive"].items():
         lines.append(f"  naive eq. (4) per trial at n={n}: {v['time_naive_per_trial_s']:.3g} s; exact-argmin per trial: "
                      f"{v['time_pmle_per_trial_s']:.3g} s; speedup {v['speedup']:.0f}x; same argmin: {v['same_argmin']}")
-    t_large, t_small, t_mm = results["time_pmle_n1e6_s"], results["time_pmle_n10_s"], results["time_matmul_s"]
-    lines.append(f"  pmle {t_large:.3f} s vs bare matmul {t_mm:.3f} s: ratio {results['ratio_pmle_over_matmul']:.2f}")
-    lines.append(f"  pmle at n=1e6 {t_large:.3f} s vs n=10 {t_small:.3f} s: ratio {results['ratio_n1e6_over_n10']:.3f}")
     mem = results["memory"]
-    lines.append(f"  peak RSS at |Pi| = {mem['n_policies']}: {mem['peak_rss_gib']:.2f} GiB")
-    lines += [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in results["checks"].items()]
+    lines.append(f"  pmle {results['time_pmle_n1e6_s']:.3f} s vs bare matmul {results['time_matmul_s']:.3f} s; "
+                 f"n=1e6 vs n=10 ratio {results['ratio_n1e6_over_n10']:.3f}; peak RSS at |Pi| = {mem['n_policies']}: "
+                 f"{mem['peak_rss_gib']:.2f} GiB")
+    lines += [Verdict(f"benchmark: {name}", None, None, None, "pass", AGREES if ok else DISAGREES, "timing check")
+              for name, ok in results["checks"].items()]
     return lines
 
 

@@ -45,6 +45,7 @@ from finitepref import registry  # noqa: E402
 from finitepref.coverage import centered_log_probs  # noqa: E402
 from finitepref.preference import preference_probs  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
+from simulations.verdicts import Verdict  # noqa: E402
 
 NAME = "bound_check"
 STATEMENTS = ("prop12", "eq18", "thm4", "thm6", "thm7")
@@ -199,7 +200,8 @@ def summarize(probs: dict[str, fp.ToyProblem], cfg: Config, table: pd.DataFrame)
 def plot(outcome: _runner.Outcome, cfg: Config):
     """One panel per statement (quantile against the paper's and the corrected bound), and the slack."""
     table, summary = outcome.table, outcome.summary
-    fig, axes = plt.subplots(2, 3, figsize=(17, 9.5), constrained_layout=True)
+    fig, axes = plt.subplots(2, 3, figsize=(style.WIDTH, 5.4), layout="constrained")
+    floor = table["quantile"][table["quantile"] > 0].min() / 4
     for ax, st in zip(axes.flat, STATEMENTS, strict=False):
         for which in PROBLEMS:
             color = style.color(which)
@@ -208,12 +210,13 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                 continue
             pos = t["quantile"] > 0
             ax.plot(t.n[pos], t["quantile"][pos], "o-", color=color, ms=4, label=f"{which}: {1 - cfg.delta:g}-quantile")
+            if (~pos).any():
+                style.mark_zeros(ax, t.n[~pos], floor, color=color)
+                ax.text(0.02, 0.02, "open markers: quantile 0", transform=ax.transAxes, fontsize=6)
             ax.plot(t.n, t.bound, "--", color=color, lw=1, label=f"{which}: paper bound")
             if st != "prop12":
                 ax.plot(t.n, t.bound_corrected, ":", color=color, lw=1.5, label=f"{which}: corrected bound")
-        ax.set(xscale="log", yscale="log", xlabel="n", title=LABEL[st])
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.set(xscale="log", yscale="log", xlabel="n", title=LABEL[st], ylim=(floor, None))
     ax = axes.flat[-1]
     for i, st in enumerate(STATEMENTS):
         for which, ls in (("tight", "-"), ("default", "--")):
@@ -226,15 +229,15 @@ def plot(outcome: _runner.Outcome, cfg: Config):
     ax.set(xscale="log", yscale="log", xlabel="n", ylabel="slack = corrected bound / quantile",
            title="Slack (1 = tight; < 1 = violated)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=5.5, ncol=2)
     d = summary["problems"]
     return style.finish(fig, "; ".join(f"{k}: |Pi|={v['n_policies']}, gamma={v['gamma']}, R={v['R']:.3g}, C_Pi={v['C_pi']:.3g}"
                                        for k, v in d.items()) + f"; trials={cfg.trials}, delta={cfg.delta}")
 
 
-def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
-    """One line per problem, one per (statement, constants): verdict, failure frequency, slack."""
-    lines = []
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
+    """One line per problem; one verdict per (statement, constants): P(error > bound) <= delta (Clopper-Pearson)."""
+    lines: list = []
     for which, p in outcome.data["problems"].items():
         d = p.describe()
         lines.append(f"{which}: {p}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}")
@@ -242,8 +245,9 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
         for version in ("paper", "corrected"):
             v = e[version]
             slack = f"{v['min_slack']:.3g}..{v['max_slack']:.3g}" if v["min_slack"] is not None else "inf (quantile 0)"
-            lines.append(f"  {key:16s} [{version:9s}] {v['verdict']}: max failure freq {v['max_failure_freq']:.3f} "
-                         f"(CP upper {v['max_cp_upper']:.4f} vs delta {cfg.delta}), slack {slack}")
+            lines.append(Verdict(f"{key} [{version} constants]: P(error > bound) <= delta", v["max_failure_freq"], None,
+                                 v["max_cp_upper"], cfg.delta, v["verdict"],
+                                 f"max failure frequency over n, CP upper limit as ci_high; slack {slack}"))
     return lines
 
 

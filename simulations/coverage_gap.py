@@ -44,6 +44,7 @@ import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
 from finitepref import registry  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
+from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict  # noqa: E402
 
 NAME = "coverage_gap"
 ESTIMATORS = registry.names(learns_pi_star=True)
@@ -175,43 +176,46 @@ def summarize(prob: fp.ToyProblem, cfg: Config, diffs: pd.DataFrame) -> dict:
 def plot(outcome: _runner.Outcome, cfg: Config):
     """Forward and reverse KL of every estimator against n, and the error ratios to reverse KL."""
     table, diffs, summary = outcome.table, outcome.data["differences"], outcome.summary
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(style.WIDTH, 3.1), layout="constrained")
+    floor = table.mean_kl[table.mean_kl > 0].min() / 4
+    shift = style.offsets(ESTIMATORS, 0.03)
     for ax, div in zip(axes[:2], ("forward", "reverse"), strict=True):
-        for name in ESTIMATORS:
-            t = table[(table.estimator == name) & (table.divergence == div)]
-            style.mean_with_band(ax, t.n, t.mean_kl, t.ci_low, t.ci_high, **style.line(name))
-        ax.set(xscale="log", yscale="log", xlabel="n", title=f"{div} KL, E_x KL("
-               + ("pi*||pi_hat)" if div == "forward" else "pi_hat||pi*)") + " (band: 95% bootstrap CI)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        zeros = [style.short_label(name) for name in ESTIMATORS
+                 if style.mean_with_band(ax, (t := table[(table.estimator == name) & (table.divergence == div)]).n
+                                         * shift[name], t.mean_kl, t.ci_low, t.ci_high, floor=floor, **style.line(name))]
+        ax.set(xscale="log", yscale="log", xlabel="n", ylim=(floor, None), title=f"{div}: E_x KL("
+               + ("pi*||pi_hat)" if div == "forward" else "pi_hat||pi*)"))
+        if zeros:
+            ax.text(0.02, 0.02, "open markers on the floor: E[KL] = 0\n(" + ", ".join(zeros) + ")",
+                    transform=ax.transAxes, fontsize=6.5)
     ax = axes[2]
     for (versus, div), t in diffs.groupby(["versus", "divergence"], sort=False):
         fin = np.isfinite(t.ratio)
         ax.plot(t.n[fin], t.ratio[fin], "o-" if div == "forward" else "s--", color=style.color(versus), ms=4,
-                label=f"{versus} / reverse KL ({div})")
+                label=f"{style.short_label(versus)} / reverse KL ({div})")
     ax.axhline(1, color="k", lw=1)
-    ax.set(xscale="log", yscale="log", xlabel="n", ylabel="mean error ratio", title="> 1: reverse KL better")
+    ax.set(xscale="log", yscale="log", xlabel="n", ylabel="mean error ratio", title="error ratio (> 1: reverse KL better)")
     d = summary["problem"]
     return style.finish(fig, f"|Pi|={d['n_policies']}, |R|={d['n_rewards']}, gamma={d['gamma']}, R={d['R']:.3g}, "
                              f"C_Pi={d['C_pi']:.3g}, C_R={d['C_r']:.3g}, mu(rare)={cfg.mu_rare}, trials={cfg.trials}, seed={cfg.seed}")
 
 
-def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
-    """The problem's constants, the bound shapes, and per comparison where reverse KL is better or worse."""
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
+    """The problem's constants, the bound shapes, and per comparison whether reverse KL is better (Section 5)."""
     summary = outcome.summary
-    d = summary["problem"]
-    lines = [f"problem: {outcome.data['problem']}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}  "
-             f"(l_inf concentrability {summary['concentrability']:.3g})"]
-    lines.append(f"  bound shapes: C_Pi ln(|Pi|/d)/g^2 = {summary['bound_shapes']['C_pi ln(|Pi|/delta)/gamma^2']:.3g} vs "
-                 f"ln(|Pi|/d) + C_R ln(|R|/d)/g^2 = "
-                 f"{summary['bound_shapes']['ln(|Pi|/delta) + C_R ln(|R|/delta)/gamma^2']:.3g}")
+    d, shapes = summary["problem"], summary["bound_shapes"]
+    lines: list = [f"problem: {outcome.data['problem']}  R={d['R']:.3f}  C_Pi={d['C_pi']:.3f}  C_R={d['C_r']:.3f}  "
+                   f"(l_inf concentrability {summary['concentrability']:.3g}); bound shapes C_Pi ln(|Pi|/d)/g^2 = "
+                   f"{shapes['C_pi ln(|Pi|/delta)/gamma^2']:.3g} vs ln(|Pi|/d) + C_R ln(|R|/d)/g^2 = "
+                   f"{shapes['ln(|Pi|/delta) + C_R ln(|R|/delta)/gamma^2']:.3g}"]
     for key, c in summary["comparisons"].items():
         better, worse = c["n_where_reverse_kl_better"], c["n_where_reverse_kl_worse"]
+        outcome_ = AGREES if better and not worse else DISAGREES if worse and not better else INCONCLUSIVE
         ratios = ", ".join(f"{n}: {r:.3g}" for n, r in c["ratio_by_n"].items())
-        verdict = ("AGREES (reverse KL significantly better at some n, never significantly worse)"
-                   if better and not worse else "DISAGREES" if worse and not better else
-                   "MIXED" if better else "NO SIGNIFICANT DIFFERENCE")
-        lines.append(f"  {key}: reverse KL better at n={better}, worse at n={worse}; ratio by n {{{ratios}}}. {verdict}")
+        best = max(c["ratio_by_n"].values()) if c["ratio_by_n"] else None
+        lines.append(Verdict(f"{key}: reverse KL beats it when C_Pi >> C_R (Section 5)", best, None, None,
+                             "ratio > 1 at some n, never significantly < 1", outcome_,
+                             f"largest error ratio; better at n={better}, worse at n={worse}; ratio by n {{{ratios}}}"))
     return lines
 
 

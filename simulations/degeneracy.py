@@ -18,6 +18,8 @@ with :math:`\beta>0` and reverse KL with :math:`\beta>0`, against n at fixed :ma
 independent numerical minimisation (scipy, from random starts) and by exhaustive search on a fine
 grid of the simplex for K = 3.
 
+IPO (tau = beta) and chi-PO (beta) run on the same data (issue 14); their rows follow the others'.
+
 Run ``python -m simulations.degeneracy`` (about a minute on 2 cores) or ``--quick`` (under 30 s).
 Outputs in ``--out``: ``degeneracy.csv``, ``prior_smoothing.csv``, ``summary.json``, ``config.json``,
 ``degeneracy.png``/``.pdf``.
@@ -42,12 +44,15 @@ import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
 from finitepref.divergences import entropy  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
+from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict  # noqa: E402
 
 NAME = "degeneracy"
 ESTIMATORS = ("dpo", "rlhf", "pmle_kl", "reverse_kl")
 """Column values of the results; each is a registry estimator run with the KL coefficient beta > 0."""
 REGISTRY_NAME = {"pmle_kl": "pmle"}
 """Column value -> registry name where they differ (PMLE with beta > 0 is eq. 5)."""
+BEYOND = ("ipo", "chipo")
+"""Estimators beyond the paper (issue 14), run with tau = beta (IPO) and beta (chi-PO); their rows follow the others."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,11 @@ def choose(prob: fp.ToyProblem, data: fp.PreferenceData, beta: float) -> dict[st
                                  aliases=REGISTRY_NAME)
 
 
+def choose_beyond(prob: fp.ToyProblem, data: fp.PreferenceData, beta: float) -> dict[str, np.ndarray]:
+    """Chosen policy index per trial of IPO (tau = beta) and chi-PO (beta)."""
+    return common.fit_estimators(prob, data, BEYOND, {"ipo": {"tau": beta}, "chipo": {"beta": beta}})
+
+
 def sweep(prob: fp.ToyProblem, cfg: Config) -> pd.DataFrame:
     """Entropy and max-probability of every estimator's choice, against n (fixed beta) and against beta (fixed n)."""
     ent = (entropy(prob.log_policies) @ prob.prompt_probs).numpy()
@@ -122,17 +132,20 @@ def sweep(prob: fp.ToyProblem, cfg: Config) -> pd.DataFrame:
     points = [("n", int(n), cfg.beta) for n in ns] + [("beta", cfg.n_beta, b) for b in cfg.betas]
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(points) + 1)
     rng = np.random.default_rng(seeds[-1])
-    rows = []
+    rng_beyond = np.random.default_rng(np.random.SeedSequence([cfg.seed, 14]))
+    rows, beyond = [], []
     for (kind, n, beta), s in zip(tqdm(points, desc="degeneracy", unit="pt"), seeds, strict=False):
         data = prob.sample(n, cfg.trials, seed=np.random.default_rng(s))
-        for name, idx in choose(prob, data, beta).items():
-            lo, hi = common.bootstrap_mean_ci(ent[idx], rng, resamples=cfg.bootstrap)
-            rows.append({"sweep": kind, "estimator": name, "n": n, "beta": beta, "trials": cfg.trials,
+        chosen = [(name, idx, rng, rows) for name, idx in choose(prob, data, beta).items()]
+        chosen += [(name, idx, rng_beyond, beyond) for name, idx in choose_beyond(prob, data, beta).items()]
+        for name, idx, ci_rng, out in chosen:
+            lo, hi = common.bootstrap_mean_ci(ent[idx], ci_rng, resamples=cfg.bootstrap)
+            out.append({"sweep": kind, "estimator": name, "n": n, "beta": beta, "trials": cfg.trials,
                          "mean_entropy": ent[idx].mean(), "ci_low": lo, "ci_high": hi,
                          "mean_max_prob": maxp[idx].mean(), "entropy_star": float(ent[prob.star]),
                          "max_prob_star": float(maxp[prob.star]), "mean_forward_kl": prob.forward_kl(idx).mean(),
                          "min_entropy_in_class": float(ent.min())})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows + beyond)
 
 
 def prior_smoothing(cfg: Config) -> tuple[pd.DataFrame, dict]:
@@ -179,72 +192,98 @@ def prior_smoothing(cfg: Config) -> tuple[pd.DataFrame, dict]:
 
 
 def _line(name: str, cfg: Config) -> dict:
-    """Style of an estimator of this study: every one runs with beta > 0."""
-    return style.line(name, beta=cfg.beta, estimator=REGISTRY_NAME.get(name, name))
+    """Style of an estimator of this study: every one runs with beta > 0 (IPO with tau = beta)."""
+    line = style.line(name, beta=cfg.beta, estimator=REGISTRY_NAME.get(name, name))
+    if name == "ipo":
+        line["label"] += r" ($\tau=\beta$)"
+    return {**line, "ls": "--" if name in BEYOND else "-"}
+
+
+def _note_identical(ax, t0: pd.DataFrame, column: str) -> None:
+    note = style.identical_note({style.short_label(REGISTRY_NAME.get(k, k)): t0[t0.estimator == k][column].to_numpy()
+                                 for k in (*ESTIMATORS, *BEYOND)}, digits=6)
+    if note:
+        ax.text(0.02, 0.98, note, transform=ax.transAxes, fontsize=6.5, va="top")
 
 
 def plot(outcome: _runner.Outcome, cfg: Config):
     """Entropy against n and against beta, max-probability against beta, and the prior-smoothing bars."""
     table, ps, ps_summary = outcome.table, outcome.files["prior_smoothing.csv"], outcome.summary["prior_smoothing"]
-    fig, axes = plt.subplots(1, 4, figsize=(22, 5), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(style.WIDTH, 6.2), layout="constrained")
+    axes = axes.ravel()
+    shift = style.offsets((*ESTIMATORS, *BEYOND), 0.025)  # small x offsets: coinciding curves stay visible
     for ax, (kind, x) in zip(axes[:2], (("n", "n"), ("beta", "beta")), strict=True):
         t0 = table[table.sweep == kind]
-        for name in ESTIMATORS:
+        for name in (*ESTIMATORS, *BEYOND):
             t = t0[t0.estimator == name]
-            style.mean_with_band(ax, t[x], t.mean_entropy, t.ci_low, t.ci_high, log_y=False, **_line(name, cfg))
-        ax.axhline(t0.entropy_star.iloc[0], color="k", ls=":", label=r"$H(\pi^*)$")
+            style.mean_with_band(ax, t[x] * shift[name], t.mean_entropy, t.ci_low, t.ci_high, log_y=False, **_line(name, cfg))
+        ax.axhline(t0.entropy_star.iloc[0], color="k", ls=":", label=r"$\pi^*$")
+        _note_identical(ax, t0, "mean_entropy")
         ax.axhline(t0.min_entropy_in_class.iloc[0], color="0.5", ls="--", lw=1, label="least entropy in class")
         ax.set(xscale="log", xlabel=x, ylabel=r"$E_x H(\hat\pi(x))$ (nats)",
                title=(f"vs n (beta = {cfg.beta:g})" if kind == "n" else f"vs beta (n = {cfg.n_beta})"))
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
     ax = axes[2]
     t0 = table[table.sweep == "beta"]
-    for name in ESTIMATORS:
+    for name in (*ESTIMATORS, *BEYOND):
         t = t0[t0.estimator == name]
-        ax.plot(t.beta, t.mean_max_prob, ms=4, **_line(name, cfg))
+        ax.plot(t.beta * shift[name], t.mean_max_prob, ms=4, **_line(name, cfg))
     ax.axhline(t0.max_prob_star.iloc[0], color="k", ls=":", label=r"$\pi^*$")
+    _note_identical(ax, t0, "mean_max_prob")
     ax.set(xscale="log", xlabel="beta", ylabel=r"$E_x \max_a \hat\pi(a|x)$", title=f"Max probability (n = {cfg.n_beta})")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
     ax = axes[3]
     w = 0.2
     k = ps.k.to_numpy()
     for j, (col, lab) in enumerate((("p0", r"$p_0$"), ("smoothed_p0", r"$p_0^\alpha$ (normalised)"),
                                     ("rlhf", r"RLHF $p_0 e^{r/(\beta+\gamma)}$"),
                                     ("reverse_kl", r"reverse KL $p_0^\alpha e^{r/(\beta+\gamma)}$"))):
-        ax.bar(k + (j - 1.5) * w, ps[col], width=w, label=lab)
+        ax.bar(k + (j - 1.5) * w, ps[col], width=w, label=lab, color=f"C{j}", alpha=0.6)
+    ax.legend(fontsize=6.5)
     e = ps_summary["entropy"]
     ax.set(xlabel="category k", ylabel="probability", xticks=k,
-           title=f"Prior smoothing: alpha={ps_summary['alpha']:.3g}; H: p0 {e['p0']:.2f}, RLHF {e['rlhf']:.2f}, "
-                 f"RKL {e['reverse_kl']:.2f}")
+           title=f"Prior smoothing (alpha={ps_summary['alpha']:.3g}); entropy:\np0 {e['p0']:.2f}, RLHF {e['rlhf']:.2f}, "
+                 f"reverse KL {e['reverse_kl']:.2f}")
     return style.finish(fig, f"Log-linear net radius {cfg.radius}, spacing {cfg.resolution}, gamma={cfg.gamma}; trials={cfg.trials}, "
                              f"seed={cfg.seed}; bands: 95% bootstrap CI")
 
 
-def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
-    """Degeneracy of DPO and RLHF against PMLE+KL and reverse KL, and the prior-smoothing checks."""
-    summary, prob, lines = outcome.summary, outcome.data["problem"], []
-    ps_summary = summary["prior_smoothing"]
-    lines.append(f"problem: {prob}  H(pi*) = {summary['entropy_star']:.3f}, least entropy in class "
-                 f"{summary['min_entropy_in_class']:.3f}")
-    e = summary["entropy_at_smallest_beta"]
+def _entropy_verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
+    """At the smallest beta: DPO/RLHF below PMLE+KL and reverse KL; IPO and chi-PO against DPO."""
+    t = outcome.table
+    low = t[(t.sweep == "beta") & (t.beta == min(cfg.betas))].set_index("estimator")
+    keep = min(low.mean_entropy["pmle_kl"], low.mean_entropy["reverse_kl"])
+    at = f"beta = {min(cfg.betas):g}, n = {cfg.n_beta}"
+    out = []
     for base in ("dpo", "rlhf"):
-        ok = e[base] < e["pmle_kl"] and e[base] < e["reverse_kl"]
-        lines.append(f"  beta = {min(cfg.betas):g}, n = {cfg.n_beta}: entropy {base} {e[base]:.3f} vs PMLE+KL {e['pmle_kl']:.3f}, "
-                     f"reverse KL {e['reverse_kl']:.3f} (max prob {summary['max_prob_at_smallest_beta'][base]:.3f} vs "
-                     f"{summary['max_prob_at_smallest_beta']['pmle_kl']:.3f}). "
-                     f"{'AGREES' if ok else 'DISAGREES'} with '{base} degenerates, PMLE+KL and reverse KL keep mass'")
-    lines.append("  entropy at the largest n (beta = " + f"{cfg.beta:g}): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in summary["entropy_at_largest_n"].items()))
+        r = low.loc[base]
+        out.append(Verdict(f"{style.short_label(base)} degenerates (entropy below PMLE+KL's and reverse KL's) at small beta",
+                           r.mean_entropy, r.ci_low, r.ci_high, keep, AGREES if r.mean_entropy < keep else DISAGREES,
+                           f"{at}; reference = the lower of PMLE+KL's and reverse KL's entropies"))
+    for name in BEYOND:
+        r, dpo = low.loc[name], low.loc["dpo"]
+        above, not_above = r.ci_low > dpo.ci_high, r.ci_high <= dpo.ci_high and r.mean_entropy <= dpo.mean_entropy
+        outcome_ = AGREES if above else DISAGREES if not_above else INCONCLUSIVE
+        out.append(Verdict(f"{style.short_label(name)} keeps more mass than DPO at small {'tau' if name == 'ipo' else 'beta'}"
+                           " (its authors' claim)", r.mean_entropy, r.ci_low, r.ci_high, float(dpo.mean_entropy),
+                           outcome_, f"{at}; entropy vs DPO's (CIs compared)"))
+    return out
+
+
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
+    """Degeneracy of DPO and RLHF (and IPO, chi-PO) against PMLE+KL and reverse KL; the prior-smoothing checks."""
+    summary, prob = outcome.summary, outcome.data["problem"]
+    ps_summary = summary["prior_smoothing"]
+    lines: list = [f"problem: {prob}  H(pi*) = {summary['entropy_star']:.3f}, least entropy in class "
+                   f"{summary['min_entropy_in_class']:.3f}; entropy at the largest n (beta = {cfg.beta:g}): "
+                   + ", ".join(f"{k} {v:.3f}" for k, v in summary["entropy_at_largest_n"].items())]
+    lines += _entropy_verdicts(outcome, cfg)
     for name, c in ps_summary["verification"].items():
         ok = c["max_abs_diff_scipy"] < 1e-5 and c["closed_le_scipy"] and c["grid_objective_ge_closed_k3"] \
             and c["grid_max_abs_diff_k3"] <= 1.5 / cfg.ps_grid
-        lines.append(f"  prior smoothing, {name}: closed form vs scipy max |diff| {c['max_abs_diff_scipy']:.2e}, K=3 grid argmin "
-                     f"within {c['grid_max_abs_diff_k3']:.2e} (grid step {1 / cfg.ps_grid:.1e}). "
-                     f"{'AGREES' if ok else 'DISAGREES'} with 'the closed form minimises its objective'")
-    lines.append(f"  entropies: p0 {ps_summary['entropy']['p0']:.3f}, RLHF {ps_summary['entropy']['rlhf']:.3f}, "
-                 f"reverse KL {ps_summary['entropy']['reverse_kl']:.3f} (alpha = {ps_summary['alpha']:.3g})")
+        lines.append(Verdict(f"prior smoothing, {name}: the closed form minimises its objective (Section 5)",
+                             c["max_abs_diff_scipy"], None, None, 0.0, AGREES if ok else DISAGREES,
+                             f"max |closed - scipy|; K=3 grid argmin within {c['grid_max_abs_diff_k3']:.2e} "
+                             f"(grid step {1 / cfg.ps_grid:.1e}); entropies p0 {ps_summary['entropy']['p0']:.3f}, "
+                             f"RLHF {ps_summary['entropy']['rlhf']:.3f}, reverse KL {ps_summary['entropy']['reverse_kl']:.3f}"))
     return lines
 
 

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 import finitepref as fp  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
+from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, interval_verdict  # noqa: E402
 
 NAME = "finite_vs_net"
 
@@ -187,7 +188,8 @@ def net_sweep(prob: fp.ToyProblem, cfg: Config, ss: np.random.SeedSequence, rng:
 def plot(outcome: _runner.Outcome, cfg: Config):
     """Error vs n for both regimes, exact-recovery frequency, and the gapped class's exponential drop."""
     table, summary = outcome.table, outcome.summary
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(style.WIDTH, 3.1), layout="constrained")
+    floor = table.mean_kl[table.mean_kl > 0].min() / 4
     ax_kl, ax_p, ax_w = axes
     for regime, color, label in (("finite_gap", style.color("tight"), f"gapped class |Pi|={cfg.n_policies}"),
                                  ("net", style.color("default"), "log-linear net")):
@@ -198,14 +200,16 @@ def plot(outcome: _runner.Outcome, cfg: Config):
             ax_kl.fill_between(t.n, t.ci_low.clip(lower=1e-300), t.ci_high, color=color, alpha=0.2)
         zero = t.n[~pos]
         if len(zero):
-            ax_kl.axvline(zero.min(), color=color, ls=":", lw=1, label="E[KL] = 0 exactly from here")
+            style.mark_zeros(ax_kl, zero, floor, color=color)
+            ax_kl.text(0.02, 0.02, "open markers on the floor: E[KL] = 0 exactly", transform=ax_kl.transAxes,
+                       fontsize=6.5)
         ax_p.plot(t.n, t.p_correct, "o-", color=color, ms=4, label=label)
     s = summary["net"]["slope"]
     if s["slope"] is not None:
         t = table[(table.regime == "net") & (table.n >= cfg.window_min) & (table.n <= cfg.window_max)]
         ax_kl.axvspan(cfg.window_min, cfg.window_max, color="0.9", zorder=-1)
         ax_kl.plot(t.n, t.mean_kl.iloc[0] * (t.n / t.n.iloc[0]) ** -1.0, "k--", lw=1, label="1/n")
-    ax_kl.set(xscale="log", yscale="log", xlabel="n", ylabel="E[KL(pi*||pi_hat)] (exact)",
+    ax_kl.set(xscale="log", yscale="log", xlabel="n", ylabel="E[KL(pi*||pi_hat)] (exact)", ylim=(floor, None),
               title="Error vs n (grey: net's slope window)")
     ax_p.set(xscale="log", xlabel="n", ylabel=r"P($\hat\pi=\pi^*$)", ylim=(-0.02, 1.02), title="Exact recovery")
     t = table[table.regime == "finite_gap"]
@@ -228,35 +232,31 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                              f"; net: |Pi|={summary['net']['problem']['n_policies']}, gamma={cfg.net_gamma}; seed={cfg.seed}")
 
 
-def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
     """Exact recovery, the union bound, the exponential rate against c_min, and the net's 1/n slope."""
-    summary, gapped, lines = outcome.summary, outcome.data["gapped"], []
-    c_min, fit, slope = summary["finite_gap"]["c_min"], summary["finite_gap"]["fit"], summary["net"]["slope"]
-    union_ok = summary["finite_gap"]["union_bound_holds"]
+    summary, gapped = outcome.summary, outcome.data["gapped"]
     fg = {**summary["finite_gap"], "final_n": outcome.data["final_n"]}
-    lines.append(f"gapped class: {gapped}, min KL gap {fg['kl_gap']:.4g}, Chernoff c_min {c_min:.4g} "
-                 f"(Bhattacharyya {fg['bhattacharyya_min']:.4g})")
-    exact = fg["final_mean_kl"] == 0.0
-    lines.append(f"  exact recovery: P(correct) = {fg['final_p_correct']:.4f} and E[KL] = {fg['final_mean_kl']:.3g} at "
-                 f"n = {fg['final_n']} (all trials correct from n = {fg['first_n_all_correct']}). "
-                 f"{'AGREES' if exact else 'DISAGREES'} with 'E[KL] = 0 exactly once n >> 1/gap'")
-    lines.append(f"  union Chernoff bound on P(wrong): {'AGREES (CP lower limit <= bound at every n)' if union_ok else 'DISAGREES'}")
+    c_min, fit, slope = fg["c_min"], fg["fit"], summary["net"]["slope"]
+    out: list = [f"gapped class: {gapped}, min KL gap {fg['kl_gap']:.4g}, Chernoff c_min {c_min:.4g} "
+                 f"(Bhattacharyya {fg['bhattacharyya_min']:.4g})"]
+    out.append(Verdict("finite class with a gap: E[KL] = 0 exactly once n >> 1/gap", fg["final_mean_kl"], None, None, 0.0,
+                       AGREES if fg["final_mean_kl"] == 0.0 else DISAGREES,
+                       f"at n = {fg['final_n']}; P(correct) = {fg['final_p_correct']:.4f}; all trials correct from "
+                       f"n = {fg['first_n_all_correct']}"))
+    out.append(Verdict("union Chernoff bound on P(wrong) holds", None, None, None, "CP lower limit <= bound at every n",
+                       AGREES if fg["union_bound_holds"] else DISAGREES))
     if fit.get("rate") is not None:
-        inside = fit["ci_low"] <= c_min <= fit["ci_high"]
-        near = abs(fit["rate"] / c_min - 1) <= 0.2
-        lines.append(f"  exponential rate (with n^-1/2 prefactor) {fit['rate']:.4g} [{fit['ci_low']:.4g}, {fit['ci_high']:.4g}]"
-                     f" (without prefactor {fit['rate_without_sqrt_n']:.4g}) vs Chernoff c_min {c_min:.4g}: ratio "
-                     f"{fit['rate'] / c_min:.3f}. {'AGREES' if inside else 'AGREES within 20%' if near else 'DISAGREES'} "
-                     f"(CI {'contains' if inside else 'misses'} c_min; c_min is the n -> inf rate)")
+        out.append(interval_verdict("exponential rate of P(wrong) = Chernoff c_min (n -> inf)", fit["rate"],
+                                    (fit["ci_low"], fit["ci_high"]), c_min, tolerance=0.2, relative=True,
+                                    note=f"with n^-1/2 prefactor, within 20%; without it {fit['rate_without_sqrt_n']:.4g}"))
     else:
-        lines.append(f"  exponential rate: not fitted ({fit['reason']})")
-    if slope["slope"] is not None:
-        inside = slope["ci_low"] <= -1 <= slope["ci_high"]
-        lines.append(f"  net: slope of log E[KL] on log n over [{cfg.window_min:g}, {cfg.window_max:g}] = {slope['slope']:+.3f} "
-                     f"[{slope['ci_low']:+.3f}, {slope['ci_high']:+.3f}]. {'AGREES' if inside else 'DISAGREES'} with 1/n")
-    else:
-        lines.append(f"  net: no slope ({slope['reason']})")
-    return lines
+        out.append(Verdict("exponential rate of P(wrong) = Chernoff c_min", None, None, None, c_min, INCONCLUSIVE,
+                           fit["reason"]))
+    ci = None if slope["slope"] is None else (slope["ci_low"], slope["ci_high"])
+    out.append(interval_verdict("epsilon-net: slope of log E[KL] on log n is -1", slope["slope"], ci, -1.0,
+                                tolerance=0.1, note=f"n in [{cfg.window_min:g}, {cfg.window_max:g}], within 0.1"
+                                if ci else slope["reason"]))
+    return out
 
 
 def run(cfg: Config) -> _runner.Outcome:

@@ -42,6 +42,7 @@ import finitepref as fp  # noqa: E402
 from finitepref.asymptotics import preference_fisher, sandwich_constant  # noqa: E402
 from simulations import _runner, common, style  # noqa: E402
 from simulations._families import centered_net, tempered_mu  # noqa: E402
+from simulations.verdicts import AGREES, DISAGREES, Verdict, interval_verdict, sig  # noqa: E402
 
 NAME = "scaling"
 SWEEPS = ("gamma", "coverage", "size")
@@ -205,7 +206,8 @@ def summarize(cfg: Config, table: pd.DataFrame, errors: list[np.ndarray]) -> dic
 def plot(outcome: _runner.Outcome, cfg: Config):
     """One panel per sweep (n E[KL] against its regressor, with the bound's and the classical exponents), and the collapse."""
     table, summary = outcome.table, outcome.summary
-    fig, axes = plt.subplots(1, 4, figsize=(21, 5), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(style.WIDTH, 5.8), layout="constrained")
+    axes = axes.ravel()
     xlabels = {"gamma": r"$\gamma$", "coverage": r"$C_\Pi$ (varying $\mu$)", "size": r"$\ln(|\Pi|/\delta)$"}
     for ax, name in zip(axes[:3], SWEEPS, strict=True):
         s = summary["sweeps"][name]
@@ -223,7 +225,6 @@ def plot(outcome: _runner.Outcome, cfg: Config):
         ax.set(xscale="log", yscale="log", xlabel=xlabels[name], ylabel="n E[KL]",
                title=f"{name}: fitted exponent {f['exponent']:+.2f} [{f['ci_low']:+.2f}, {f['ci_high']:+.2f}]")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
     ax = axes[3]
     for j, name in enumerate(SWEEPS):
         t = table[(table.sweep == name) & (table.mean_kl > 0)]
@@ -237,32 +238,30 @@ def plot(outcome: _runner.Outcome, cfg: Config):
                              f"radius={cfg.radius}); trials={cfg.trials}, seed={cfg.seed}; bars: 95% bootstrap CI")
 
 
-def sweep_verdict(name: str, s: dict) -> str:
+def sweep_verdict(name: str, s: dict) -> list:
     """One sweep's fitted exponent against the bound's (and, for gamma, the sandwich constants') exponent."""
     f = s["fitted_exponent"]
+    ci = (f["ci_low"], f["ci_high"])
+    note = f"plateau/asymptotic {np.round(s['ratio_plateau_over_asymptotic'], 3).tolist()}"
     if name == "gamma":  # two claims: the bound's gamma^-2 and the classical (sandwich) exponent
-        asym_e = s["asymptotic_exponent"]
-        ok = f["ci_low"] <= s["bound_exponent"] <= f["ci_high"]
-        claim = (f"n E[KL] ~ gamma^-2; vs the sandwich constants' exponent {asym_e:+.3f}: "
-                 f"{'AGREES' if f['ci_low'] <= asym_e <= f['ci_high'] else 'DISAGREES'}")
-    else:  # the bound is an upper bound: growth at most linear
-        ok = f["ci_low"] <= s["bound_exponent"]
-        claim = f"n E[KL] grows at most linearly in {s['regressor']}"
-    asym = s["asymptotic_exponent"]
-    return (f"  {name:9s} exponent {f['exponent']:+.3f} [{f['ci_low']:+.3f}, {f['ci_high']:+.3f}] "
-            f"(bound: {s['bound_exponent']:+g}; sandwich constants: "
-            f"{asym if asym is None else format(asym, '+.3f')}); plateau/asymptotic "
-            f"{np.round(s['ratio_plateau_over_asymptotic'], 3).tolist()}. "
-            f"{'AGREES' if ok else 'DISAGREES'} with '{claim}'")
+        return [interval_verdict("n E[KL] ~ gamma^-2 (the bound's exponent)", f["exponent"], ci, s["bound_exponent"],
+                                 note=note),
+                interval_verdict("n E[KL] exponent in gamma = the sandwich constants'", f["exponent"], ci,
+                                 s["asymptotic_exponent"], note=note)]
+    ok = f["ci_low"] <= s["bound_exponent"]  # the bound is an upper bound: growth at most linear
+    return [Verdict(f"n E[KL] grows at most linearly in {s['regressor']} (exponent <= {s['bound_exponent']:g})",
+                    f["exponent"], f["ci_low"], f["ci_high"], s["bound_exponent"], AGREES if ok else DISAGREES,
+                    f"{note}; sandwich constants' exponent {sig(s['asymptotic_exponent'])}")]
 
 
-def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
-    """One line per sweep (exponent against the bound's and the sandwich constants') and one for the collapse."""
+def verdicts(outcome: _runner.Outcome, cfg: Config) -> list:
+    """One verdict per sweep (exponent against the bound's and the sandwich constants') and one for the collapse."""
     c = outcome.summary["collapse"]
-    return [*(sweep_verdict(name, s) for name, s in outcome.summary["sweeps"].items()),
-            f"  collapse: E[KL] / (C_Pi ln(|Pi|/delta)/(gamma^2 n)) in [{c['ratio_min']:.3g}, {c['ratio_max']:.3g}], "
-            f"log-log slope {c['loglog_slope']:.3f}. {'AGREES' if c['ratio_max'] < 1 else 'DISAGREES'} "
-            "with 'E[KL] <= shape up to a constant' (ratio < 1: the shape alone bounds every run)"]
+    out = [v for name, s in outcome.summary["sweeps"].items() for v in sweep_verdict(name, s)]
+    out.append(Verdict("collapse: E[KL] <= C_Pi ln(|Pi|/delta)/(gamma^2 n) (the shape alone bounds every run)",
+                       c["ratio_max"], c["ratio_min"], c["ratio_max"], 1.0, AGREES if c["ratio_max"] < 1 else DISAGREES,
+                       f"max ratio (range as CI); log-log slope {c['loglog_slope']:.3f}"))
+    return out
 
 
 main = _runner.entry(Config, __doc__, run=_runner.sweep_then_summarize(sweep, summarize), plot=plot,

@@ -130,5 +130,12 @@ def from_frame(frame: pd.DataFrame) -> list[Verdict]:
     def clean(value):
         return None if isinstance(value, float) and math.isnan(value) else value
 
-    return [Verdict(str(r.claim), clean(r.measured), clean(r.ci_low), clean(r.ci_high), clean(r.reference),
+    def number_or_text(value):  # a reference column mixing numbers and words is read back as text
+        value = clean(value)
+        try:
+            return float(value) if isinstance(value, str) else value
+        except ValueError:
+            return value
+
+    return [Verdict(str(r.claim), clean(r.measured), clean(r.ci_low), clean(r.ci_high), number_or_text(r.reference),
                     str(r.outcome), "" if clean(r.note) is None else str(r.note)) for r in frame.itertuples()]

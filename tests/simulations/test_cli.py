@@ -12,7 +12,7 @@ import pytest
 from simulations import _runner
 
 SCRIPTS = ("kl_vs_n", "bound_check", "scaling", "finite_vs_net", "coverage_gap", "degeneracy", "asymptotics",
-           "benchmark", "oracle_lm")
+           "benchmark", "oracle_lm", "coverage_single", "report")
 
 
 def _config(script: str) -> type:

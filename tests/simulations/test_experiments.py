@@ -116,3 +116,30 @@ def test_same_seed_same_csv(tmp_path):
                           "--trials", "50", "--bootstrap", "50"])
     a = (tmp_path / "a" / "asymptotics.csv").read_text()
     assert a == (tmp_path / "b" / "asymptotics.csv").read_text()
+
+
+def test_coverage_single(quick_run):
+    required = ["path", "point", "a", "b", "C_pi", "C_single", "estimator", "n", "trials", "mean_kl", "ci_low",
+                "ci_high"]
+    summary, table, out = _run(quick_run, "coverage_single", required)
+    assert (out / "mu_grid.csv").is_file() and (out / "verdicts.csv").is_file()
+    assert set(table.estimator) == {"pmle", "distill", "reverse_kl", "chipo", "online_pmle"}
+    for path in summary["paths"].values():
+        held = path["held_range"]
+        assert held[1] / held[0] <= 1.08**2 + 1e-9  # the held coefficient stays within its band (of one value)
+        assert path["varies_range"][1] / path["varies_range"][0] > 1.5  # and the other moves
+    # the paper's C_Pi drives PMLE's error: along the C_Pi path its slope CI lies above 0
+    assert summary["paths"]["pi_varies"]["slopes"]["pmle"]["ci_low"] > 0
+    assert summary["sentence"].startswith("At n = ")
+
+
+def test_every_script_writes_verdicts(quick_run):
+    from simulations.verdicts import OUTCOMES, from_frame
+
+    for script in ("kl_vs_n", "coverage_single"):
+        _, out = quick_run(script)
+        table = pd.read_csv(out / "verdicts.csv")
+        assert len(table) and set(table.outcome) <= set(OUTCOMES)
+        assert from_frame(table)
+        config = json.loads((out / "config.json").read_text())
+        assert config["config_hash"] and "git_commit" in config

@@ -80,3 +80,21 @@ def test_loglog_slope_recovers_a_known_rate():
     assert abs(fit["slope"] + 1) < 0.05
     assert fit["ci_low"] < fit["slope"] < fit["ci_high"]
     assert common.loglog_slope(n, np.zeros((3, 5)), rng)["slope"] is None
+
+
+def test_quick_states_the_headline_verdicts(quick):
+    """Slope and plateau verdicts per distribution-learning estimator; each baseline (IPO and chi-PO included)
+    converges to its own population limit (measured against the class's population minimiser), not pi*."""
+    from simulations.verdicts import from_frame
+
+    out, summary = quick
+    stated = {v.claim: v for v in from_frame(pd.read_csv(out / "verdicts.csv"))}
+    for label in ("PMLE", "Preference distillation", "Reverse KL"):
+        assert stated[f"{label}: slope of log E[KL] on log n is -1"].outcome == "AGREES"
+        assert f"{label}: plateau n E[KL] = 1/2 tr(H I^-1)" in stated
+    for name in ("dpo", "rlhf", "rebel", "ipo", "chipo"):
+        limit = summary["estimators"][name]["limit"]
+        assert limit["class_kl"] > 0.01 and limit["limit_kl"] > 0
+    biased = [v for v in stated.values() if "population limit" in v.claim]
+    assert len(biased) == 5 and all(v.outcome == "AGREES" for v in biased)
+    assert summary["exact_recovery"]["policy"]["n_exact"] > summary["exact_recovery"]["reward"]["n_exact"]

@@ -35,9 +35,34 @@ def test_every_estimator_has_its_own_colour_and_marker():
 
 
 def test_unknown_names_get_a_fixed_fallback():
-    assert style.color("ipo") == style.color("ipo") and style.marker("ipo") == style.marker("ipo")
+    assert style.color("nonesuch") == style.color("nonesuch") and style.marker("nonesuch") == style.marker("nonesuch")
     with pytest.raises(ValueError, match="unknown estimator"):
-        style.label("ipo")
+        style.label("nonesuch")
+
+
+def test_pdfs_embed_truetype_fonts():
+    assert matplotlib.rcParams["pdf.fonttype"] == 42
+
+
+def test_zeros_are_drawn_on_the_floor():
+    import numpy as np
+
+    fig, ax = plt.subplots()
+    x, m = np.array([1.0, 2.0, 3.0]), np.array([1e-2, 0.0, 1e-3])
+    zeros = style.mean_with_band(ax, x, m, m, m, floor=1e-4, color="C0", marker="o")
+    assert zeros == 1
+    assert any(np.allclose(line.get_ydata(), [1e-4]) for line in ax.get_lines())
+    plt.close(fig)
+
+
+def test_finish_adds_one_figure_legend():
+    fig, (a, b) = plt.subplots(1, 2, layout="constrained")
+    a.plot([1, 2], [1, 2], label="x")
+    b.plot([1, 2], [2, 1], label="x")
+    style.finish(fig)
+    assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == ["x"]
+    assert a.get_legend() is None
+    plt.close(fig)
 
 
 def test_finish_adds_grid_legend_title_once():
@@ -45,7 +70,7 @@ def test_finish_adds_grid_legend_title_once():
     a.plot([1, 2], [1, 2], label="x")
     b.plot([1, 2], [2, 1])
     b.legend(["kept"], fontsize=5)
-    assert style.finish(fig, "title") is fig
+    assert style.finish(fig, "title", legends=True) is fig
     assert a.get_legend() is not None and b.get_legend().get_texts()[0].get_text() == "kept"
     assert fig._suptitle.get_text() == "title"
     plt.close(fig)

@@ -12,7 +12,8 @@ copied to ``reference/<script>/`` beside this file and their SHA-256 written to 
 dropped before hashing and comparing, and ``simulations.benchmark`` (timings only) has no reference.
 
 A later change that alters outputs on purpose (a new estimator in a CSV, a new tie rule) re-runs this
-script on its own tree (``--source .``) and says why in its commit.
+script on its own tree for the scripts concerned (``--source . --only kl_vs_n --why "..."``; the
+record keeps, per re-made script, the commit and the reason under ``remade``) and says why in its commit.
 """
 
 from __future__ import annotations
@@ -57,13 +58,19 @@ def sha256(path: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, required=True, help="checkout whose scripts make the references")
+    parser.add_argument("--only", nargs="+", choices=sorted(SCRIPTS), help="re-make only these scripts' references")
+    parser.add_argument("--why", default="", help="with --only: why they change (recorded in reference_sha256.json)")
     args = parser.parse_args(argv)
     source = args.source.resolve()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True).stdout.strip()
-    hashes: dict[str, str] = {}
+    record_path = HERE / "reference_sha256.json"
+    previous = json.loads(record_path.read_text()) if args.only else {}
+    hashes: dict[str, str] = dict(previous.get("sha256", {}))
     env = {**os.environ, "PYTHONPATH": str(source)}
     with tempfile.TemporaryDirectory() as tmp:
         for script, files in SCRIPTS.items():
+            if args.only and script not in args.only:
+                continue
             out = Path(tmp) / script
             subprocess.run([sys.executable, "-m", f"simulations.{script}", "--quick", "--out", str(out)], cwd=source,
                            env=env, check=True, capture_output=True)
@@ -74,7 +81,10 @@ def main(argv: list[str] | None = None) -> None:
                 hashes[f"{script}/{name}"] = sha256(out / name)
             print(f"{script}: {', '.join(files)}")
     record = {"commit": commit, "command": "python -m simulations.<script> --quick", "sha256": hashes}
-    (HERE / "reference_sha256.json").write_text(json.dumps(record, indent=2) + "\n")
+    if args.only:
+        record = {**previous, "sha256": hashes,
+                  "remade": {**previous.get("remade", {}), **{s: {"commit": commit, "why": args.why} for s in args.only}}}
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
