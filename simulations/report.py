@@ -139,7 +139,10 @@ def oracle_rows(cfg: Config) -> tuple[list[Verdict], Path | None]:
     """The oracle-LM claims from its ``verdicts.csv``, or one row saying it was not run."""
     folder = Path(cfg.results_dir) / ("oracle_lm_quick" if cfg.quick_runs else "oracle_lm")
     if (folder / "verdicts.csv").is_file():
-        return from_frame(pd.read_csv(folder / "verdicts.csv")), folder
+        frame = pd.read_csv(folder / "verdicts.csv")
+        if "reward_model" in frame:  # one claim per reward model: name it in the claim
+            frame["claim"] = frame["claim"] + " [reward model: " + frame["reward_model"].astype(str) + "]"
+        return from_frame(frame), folder
     return [Verdict("oracle LM (Section 6 / Table 2): the claims of simulations.oracle_lm", None, None, None, None,
                     INCONCLUSIVE, f"not run: no {folder / 'verdicts.csv'}; run python -m simulations.oracle_lm"
                     f"{' --quick' if cfg.quick_runs else ''} (it trains language models; the report does not)")], None
