@@ -36,7 +36,7 @@ def test_every_estimator_has_its_own_colour_and_marker():
 
 def test_unknown_names_get_a_fixed_fallback():
     assert style.color("nonesuch") == style.color("nonesuch") and style.marker("nonesuch") == style.marker("nonesuch")
-    with pytest.raises(ValueError, match="unknown estimator"):
+    with pytest.raises(ValueError, match="expected one of"):
         style.label("nonesuch")
 
 
