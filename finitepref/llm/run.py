@@ -188,7 +188,9 @@ def check_processes(cfg: Config, record: Algorithm, world_size: int) -> None:
                          f"algorithm.num_mini_batches={mini}")
     if train.batch_size % (world_size * train.micro_batch_size):
         raise ValueError(f"train.batch_size={train.batch_size} must be a multiple of processes x micro_batch_size "
-                         f"= {world_size} x {train.micro_batch_size}")
+                         f"= {world_size} x {train.micro_batch_size}: launch fewer processes (accelerate launch "
+                         f"--num_processes N overrides the config file's count; the shipped ddp/fsdp/deepspeed "
+                         f"files start 4), or set --micro-batch-size / --batch-size to fit")
 
 
 def build_models(cfg: Config, record: Algorithm, device) -> Models:
