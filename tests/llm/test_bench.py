@@ -3,9 +3,12 @@
 import csv
 import json
 
+import pytest
+
 from finitepref.llm import bench
 
 
+@pytest.mark.slow
 def test_quick_bench_without_trl(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "trl_available", lambda: False)
     assert bench.main(["--quick", "--out", str(tmp_path), "--algorithms", "dpo"]) == 0
