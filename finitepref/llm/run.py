@@ -277,8 +277,8 @@ def build_run(cfg: Config, accelerator) -> Run:
         models.policy, models.critic, opt = accelerator.prepare(models.policy, models.critic, opt)
     else:
         models.policy, opt = accelerator.prepare(models.policy, opt)
-    # FSDP2 replaces the prepared modules' parameters by sharded ones: clip (and keep alive) those, not the
-    # whole tensors the optimiser was built with
+    # FSDP2 replaces the prepared modules' parameters by sharded ones: clip those (accelerate copes with the
+    # pre-prepare list too, but does not need to)
     params = [p for p in models.policy.parameters() if p.requires_grad]
     if models.critic is not None:
         params += list(models.critic.parameters())
