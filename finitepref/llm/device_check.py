@@ -182,7 +182,9 @@ def algorithm_config(name: str, shape: Shape, model: Path, data: Path, out: Path
         sets += [f"lora.r={shape.lora_r}", f"lora.alpha={2 * shape.lora_r}"]
     if record.loop is Loop.OFFLINE:
         batch = shape.offline_batch or micro
-        sets += [f"train.batch_size={batch}", "train.epochs=1", "train.max_steps=2", "train.total_episodes=null"]
+        # exactly two updates, so the run finishes (no resumable checkpoint is written)
+        sets += [f"train.batch_size={batch}", f"train.epochs={2 * batch / data_rows(shape)}", "train.max_steps=2",
+                 "train.total_episodes=null"]
     else:  # one rollout of a reduced batch, then two updates
         sets += [f"train.batch_size={shape.online_prompts}", f"train.total_episodes={shape.online_prompts}",
                  "algorithm.num_ppo_epochs=2", "algorithm.num_mini_batches=1",
@@ -194,8 +196,10 @@ def _finite(metrics: dict) -> bool:
     return all(math.isfinite(v) for v in metrics.values() if isinstance(v, (int, float)))
 
 
-def algorithm_check(name: str, shape: Shape, model: Path, data: Path, folder: Path, accelerator) -> dict:
+def algorithm_check(name: str, shape: Shape, model: Path, data: Path, folder: Path) -> dict:
     """Train ``name`` for two updates; tokens/s, peak memory against the estimate, NaN check."""
+    from accelerate import Accelerator
+
     from .memory import estimate
     from .train import train
 
@@ -207,7 +211,9 @@ def algorithm_check(name: str, shape: Shape, model: Path, data: Path, folder: Pa
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=shape.mixed_precision)
         result = train(cfg, accelerator)
+        accelerator.free_memory()  # drop the prepared models and optimiser before the next algorithm
         row["seconds"] = time.perf_counter() - start
         metrics = result["metrics"]
         row["tokens_per_s"] = metrics.get("tokens_per_s")
@@ -227,12 +233,9 @@ def data_rows(shape: Shape) -> int:
 
 
 def llm_checks(shape: Shape, names: list[str], folder: Path) -> list[dict]:
-    from accelerate import Accelerator
-
     model = build_model_dir(shape, folder)
     data = write_rows(shape, folder, data_rows(shape))
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=shape.mixed_precision)
-    return [algorithm_check(name, shape, model, data, folder, accelerator) for name in names]
+    return [algorithm_check(name, shape, model, data, folder) for name in names]
 
 
 # ---------------------------------------------------------------------------------------------- main
