@@ -224,6 +224,9 @@ class TrainConfig:
     """AdamW epsilon."""
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     """AdamW (beta1, beta2); Gao et al.'s LLaMA-3 runs: [0.9, 0.95]."""
+    adam_impl: str = "default"
+    """AdamW implementation: ``default`` (torch's choice), ``foreach``, or ``fused`` (one kernel for all
+    parameters; falls back to ``foreach`` where the device has no fused AdamW)."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping; ``None`` disables."""
     batch_size: int = 64
@@ -552,7 +555,7 @@ _RULES = {
     "generation.top_k": _at_least(0), "generation.batch_size": _at_least(1), "reward.batch_size": _at_least(1),
     "generation.top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "train.lr": _above(0), "train.schedule": _among("linear", "cosine", "constant"),
-    "train.warmup_steps": _at_least(0), "train.weight_decay": _at_least(0), "train.adam_eps": _above(0),
+    "train.warmup_steps": _at_least(0), "train.weight_decay": _at_least(0), "train.adam_eps": _above(0), "train.adam_impl": _among("default", "foreach", "fused"),
     "train.max_grad_norm": _above(0), "train.batch_size": _at_least(1), "train.micro_batch_size": _at_least(1),
     "train.epochs": _above(0), "train.total_episodes": _at_least(1), "train.max_steps": _at_least(0),
     "train.save_every": _at_least(0), "train.keep_last": _at_least(1),

@@ -3,7 +3,7 @@
 Parameter counts come from a table of the paper's architectures (hidden size, layers, MLP width,
 vocabulary, key/value width, gated MLP, tied embeddings), from a local ``config.json`` when the model
 is a directory, or from building a ``tiny:`` model. The estimate counts weights, gradients and AdamW
-moments of trainable parameters (fp32 master moments), the frozen reference (a copy unless LoRA),
+moments of trainable parameters (in the trained weights' dtype; LoRA adapters in float32), the frozen reference (a copy unless LoRA),
 reward and value models, and a rough activation term; it is a planning number, not a measurement.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
+from .registry import Loop
 
 
 @dataclass(frozen=True)
@@ -117,14 +118,38 @@ def _trainable(cfg: Config, arch: Arch, n: int) -> int:
     return n
 
 
-def _parts(cfg: Config, arch: Arch) -> tuple[int, int, dict]:
+def _trained_bytes(cfg: Config) -> int:
+    """Bytes per trained parameter: LoRA adapters are float32 (peft casts bf16/fp16 adapters up),
+    full weights keep the model's dtype; gradients and both AdamW moments take the same width."""
+    return 4 if (cfg.lora.enabled and cfg.algorithm.record.adapters) else BYTES[cfg.model.dtype]
+
+
+def _activations(cfg: Config, arch: Arch, processes: int = 1) -> float:
+    """Bytes of the larger of the training activations (rough) and an online rollout's peak (KV cache
+    of the generation micro-batch, its last float32 logits, and the scoring forward)."""
+    wb, record = BYTES[cfg.model.dtype], cfg.algorithm.record
+    seq = cfg.data.max_prompt_length + max(cfg.generation.max_new_tokens, cfg.data.max_response_length)
+    rows = cfg.train.micro_batch_size * record.rows_per_example
+    act_layers = 1 if cfg.model.gradient_checkpointing else arch.layers
+    train = rows * seq * (arch.hidden * 16 * act_layers + 2 * arch.vocab) * wb
+    if record.loop is Loop.OFFLINE and not record.kl_samples_per_prompt:
+        return train
+    per_process = max(1, cfg.train.batch_size // processes) * (record.kl_samples_per_prompt or record.rows_per_example)
+    gen_rows = min(cfg.generation.batch_size or per_process, per_process)
+    kv = gen_rows * seq * arch.layers * 2 * arch.kv_dim * wb
+    score_rows = cfg.reward.batch_size or gen_rows
+    rollout = kv + gen_rows * arch.vocab * 4 + score_rows * seq * arch.hidden * 4 * wb
+    return max(train, rollout)
+
+
+def _parts(cfg: Config, arch: Arch, processes: int = 1) -> tuple[int, int, dict]:
     """(policy parameters, trainable parameters, GiB per part before any sharding)."""
     wb, gib, record = BYTES[cfg.model.dtype], 1024**3, cfg.algorithm.record
     n = param_count(arch)
-    train_n = _trainable(cfg, arch, n)
+    train_n, tb = _trainable(cfg, arch, n), _trained_bytes(cfg)
     adapters = train_n if (cfg.lora.enabled and record.adapters) else 0
-    parts = {"policy_weights": (n + adapters) * wb / gib, "gradients": train_n * wb / gib,
-             "adam_states": train_n * 8 / gib}
+    parts = {"policy_weights": (n * wb + adapters * tb) / gib, "gradients": train_n * tb / gib,
+             "adam_states": train_n * 2 * tb / gib}
     if record.needs_reference and not cfg.lora.enabled:
         shared = cfg.model.unfrozen_layers and record.adapters  # frozen trunk shared: copy of the top only
         parts["reference_weights"] = (train_n if shared else n) * wb / gib
@@ -134,24 +159,45 @@ def _parts(cfg: Config, arch: Arch) -> tuple[int, int, dict]:
         parts["reward_model_weights"] = rn * BYTES[cfg.reward.dtype] / gib
         if record.needs_value_head:  # trained in the policy's dtype, all weights
             parts["value_model_weights"] = rn * wb / gib
-            parts["value_model_grads+adam"] = rn * (wb + 8) / gib
-    seq = cfg.data.max_prompt_length + max(cfg.generation.max_new_tokens, cfg.data.max_response_length)
-    rows = cfg.train.micro_batch_size * record.rows_per_example
-    act_layers = 1 if cfg.model.gradient_checkpointing else arch.layers
-    parts["activations(rough)"] = rows * seq * (arch.hidden * 16 * act_layers + 2 * arch.vocab) * wb / gib
+            parts["value_model_grads+adam"] = rn * 3 * wb / gib
+    parts["activations(rough)"] = _activations(cfg, arch, processes) / gib
     return n, train_n, parts
 
 
+def _checkpoint_bytes(name: str | None, default: int) -> int:
+    """Bytes per weight of a local checkpoint (``config.json``'s ``dtype``), else ``default``."""
+    cfg_file = Path(name) / "config.json" if name else None
+    if cfg_file is not None and cfg_file.is_file():
+        c = json.loads(cfg_file.read_text())
+        return BYTES.get(str(c.get("dtype") or c.get("torch_dtype")), default)
+    return default
+
+
+def host_load_peak(cfg: Config, arch: Arch) -> float:
+    """GiB of host memory while the policy loads: the model in ``model.dtype`` plus, when the
+    checkpoint is stored in another dtype, the checkpoint's tensors being converted."""
+    wb = BYTES[cfg.model.dtype]
+    cb = _checkpoint_bytes(cfg.model.name, wb)
+    n = param_count(arch)
+    return n * (wb + (cb if cb != wb else 0)) / 1024**3
+
+
 def estimate(cfg: Config, num_processes: int = 1) -> dict:
-    """Per-process memory estimate (GiB) without ZeRO sharding; ``None`` fields are unknown."""
+    """Per-process memory estimate (GiB) without ZeRO sharding; ``None`` fields are unknown.
+
+    ``total_gib`` is the training peak on the device (weights, gradients, AdamW moments, frozen
+    models, activations or the rollout's peak); ``host_peak_gib`` adds the host's load transient
+    (the larger of the two on a CPU-only run)."""
     arch = _arch_of(cfg.model.name) or _arch_of(cfg.model.family)
     out: dict = {"policy_params": None, "trainable_params": None, "total_gib": None}
     if arch is None:
         out["note"] = f"unknown architecture {cfg.model.name!r}: add it to finitepref.llm.memory.ARCHS"
         return out
-    n, train_n, parts = _parts(cfg, arch)
+    n, train_n, parts = _parts(cfg, arch, num_processes)
+    total = sum(parts.values())
     out.update(policy_params=n, trainable_params=train_n, parts_gib={k: round(v, 2) for k, v in parts.items()},
-               total_gib=round(sum(parts.values()), 2), num_processes=num_processes,
+               total_gib=round(total, 2), host_peak_gib=round(max(total, host_load_peak(cfg, arch)), 2),
+               num_processes=num_processes,
                note="per process, without ZeRO/FSDP sharding of gradients and optimiser states")
     return out
 
@@ -175,7 +221,7 @@ def sharding_table(cfg: Config, num_gpus: int = 4, gpu_gib: float = 40.0) -> dic
     arch = _arch_of(cfg.model.name) or _arch_of(cfg.model.family)
     if arch is None:
         return {"verdict": f"unknown architecture {cfg.model.name!r}"}
-    parts = _parts(cfg, arch)[2]
+    parts = _parts(cfg, arch, num_gpus)[2]
     per_gpu = {name: round(sum(v / num_gpus if k in split else v for k, v in parts.items()), 2)
                for name, split in SHARDINGS.items()}
     deepspeed_ok = not cfg.algorithm.record.needs_value_head  # one model per DeepSpeed engine

@@ -159,6 +159,23 @@ def make_scheduler(opt, cfg: Config, total_updates: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def adam_kwargs(impl: str, device) -> dict:
+    """AdamW's ``fused``/``foreach`` flags for ``train.adam_impl`` (fused falls back to foreach on a device
+    without a fused kernel)."""
+    if impl == "fused":
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+        if torch.device(device).type in _get_fused_kernels_supported_devices():
+            return {"fused": True}
+        return {"foreach": True}
+    return {"foreach": True} if impl == "foreach" else {}
+
+
+def make_optimizer(params: list, train, device) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=train.lr, betas=tuple(train.adam_betas), eps=train.adam_eps,
+                             weight_decay=train.weight_decay, **adam_kwargs(train.adam_impl, device))
+
+
 def check_processes(cfg: Config, record: Algorithm, world_size: int) -> None:
     """Batch sizes that split over ``world_size`` processes; rollouts with the HF backend."""
     train = cfg.train
@@ -171,7 +188,9 @@ def check_processes(cfg: Config, record: Algorithm, world_size: int) -> None:
                          f"algorithm.num_mini_batches={mini}")
     if train.batch_size % (world_size * train.micro_batch_size):
         raise ValueError(f"train.batch_size={train.batch_size} must be a multiple of processes x micro_batch_size "
-                         f"= {world_size} x {train.micro_batch_size}")
+                         f"= {world_size} x {train.micro_batch_size}: launch fewer processes (accelerate launch "
+                         f"--num_processes N overrides the config file's count; the shipped ddp/fsdp/deepspeed "
+                         f"files start 4), or set --micro-batch-size / --batch-size to fit")
 
 
 def build_models(cfg: Config, record: Algorithm, device) -> Models:
@@ -247,8 +266,7 @@ def build_run(cfg: Config, accelerator) -> Run:
     params = [p for p in models.policy.parameters() if p.requires_grad]
     if models.critic is not None:
         params += list(models.critic.parameters())
-    opt = torch.optim.AdamW(params, lr=train.lr, betas=tuple(train.adam_betas), eps=train.adam_eps,
-                            weight_decay=train.weight_decay)
+    opt = make_optimizer(params, train, accelerator.device)
     records = load_records(cfg.data, record.data, seed=train.seed)
     data = Encoded(records, models.tokenizer, cfg.data, record.data)
     if len(data) < train.batch_size:
@@ -259,6 +277,11 @@ def build_run(cfg: Config, accelerator) -> Run:
         models.policy, models.critic, opt = accelerator.prepare(models.policy, models.critic, opt)
     else:
         models.policy, opt = accelerator.prepare(models.policy, opt)
+    # FSDP2 replaces the prepared modules' parameters by sharded ones: clip those (accelerate copes with the
+    # pre-prepare list too, but does not need to)
+    params = [p for p in models.policy.parameters() if p.requires_grad]
+    if models.critic is not None:
+        params += list(models.critic.parameters())
     if record.trains_reward_model:
         models.reward_model.scorer = models.policy
     progress = Progress()
