@@ -5,48 +5,10 @@ broadcast). Where the paper's constant is wrong, a ``*_corrected`` function sits
 derivations are in ``bounds/FINDINGS.md``. Depends on numpy and scipy only.
 """
 
-from .lemmas import (
-    lemma8,
-    lemma8_corrected,
-    lemma9_factor,
-    lemma9_upper_factor,
-    lemma10_factor,
-    log_sigmoid_gap,
-    psi,
-    sigmoid_gap,
-)
-from .prior_smoothing import reverse_kl_objective, reverse_kl_solution, rlhf_solution, smoothed_prior
-from .propositions import eq18, eq18_corrected, proposition12, proposition14_factor
-from .theorems import (
-    theorem4,
-    theorem4_corrected,
-    theorem6,
-    theorem6_corrected,
-    theorem7,
-    theorem7_corrected,
-)
+from . import lemmas, prior_smoothing, propositions, theorems
+from .lemmas import *  # noqa: F403
+from .prior_smoothing import *  # noqa: F403
+from .propositions import *  # noqa: F403
+from .theorems import *  # noqa: F403
 
-__all__ = [
-    "eq18",
-    "eq18_corrected",
-    "lemma8",
-    "lemma8_corrected",
-    "lemma9_factor",
-    "lemma9_upper_factor",
-    "lemma10_factor",
-    "log_sigmoid_gap",
-    "proposition12",
-    "proposition14_factor",
-    "psi",
-    "reverse_kl_objective",
-    "reverse_kl_solution",
-    "rlhf_solution",
-    "sigmoid_gap",
-    "smoothed_prior",
-    "theorem4",
-    "theorem4_corrected",
-    "theorem6",
-    "theorem6_corrected",
-    "theorem7",
-    "theorem7_corrected",
-]
+__all__ = sorted([*lemmas.__all__, *prior_smoothing.__all__, *propositions.__all__, *theorems.__all__])
