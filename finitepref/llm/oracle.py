@@ -148,6 +148,22 @@ def exact_win_rate(logp_pi: np.ndarray, logp_ref: np.ndarray, logp_star: np.ndar
     return out
 
 
+def _draw_pairs(rng: np.random.Generator, prompt_probs: np.ndarray, logp_a: np.ndarray, logp_b: np.ndarray,
+                n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` prompts from ``prompt_probs``, then per prompt a response from ``exp(logp_a[x])`` and one from
+    ``exp(logp_b[x])`` (normalised), drawn prompt by prompt in this order."""
+    prompt_probs = np.asarray(prompt_probs, dtype=np.float64)
+    x = rng.choice(len(prompt_probs), size=n, p=prompt_probs / prompt_probs.sum())
+    a = np.empty(n, dtype=np.int64)
+    b = np.empty(n, dtype=np.int64)
+    for i in range(len(prompt_probs)):
+        idx = np.flatnonzero(x == i)
+        p, q = np.exp(logp_a[i]), np.exp(logp_b[i])
+        a[idx] = rng.choice(len(p), size=len(idx), p=p / p.sum())
+        b[idx] = rng.choice(len(q), size=len(idx), p=q / q.sum())
+    return x, a, b
+
+
 def sample_preferences(rng: np.random.Generator, prompt_probs: np.ndarray, logp_mu: np.ndarray,
                        logp_star: np.ndarray, gamma: float, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""n preference triples drawn exactly from Section 2's law.
@@ -155,16 +171,7 @@ def sample_preferences(rng: np.random.Generator, prompt_probs: np.ndarray, logp_
     :math:`x \sim \mathcal D`, :math:`a, b \sim \mu(x)` independently, then :math:`a \succ b` with
     probability :math:`P_*(a \succ b \mid x)` of eq. (3). Returns (x, winner, loser) index arrays.
     """
-    prompt_probs = np.asarray(prompt_probs, dtype=np.float64)
-    x = rng.choice(len(prompt_probs), size=n, p=prompt_probs / prompt_probs.sum())
-    a = np.empty(n, dtype=np.int64)
-    b = np.empty(n, dtype=np.int64)
-    for i in range(len(prompt_probs)):
-        idx = np.flatnonzero(x == i)
-        mu = np.exp(logp_mu[i])
-        mu = mu / mu.sum()
-        a[idx] = rng.choice(len(mu), size=len(idx), p=mu)
-        b[idx] = rng.choice(len(mu), size=len(idx), p=mu)
+    x, a, b = _draw_pairs(rng, prompt_probs, logp_mu, logp_mu, n)
     a_wins = rng.random(n) < _pref_prob(logp_star[x, a], logp_star[x, b], gamma)
     return x, np.where(a_wins, a, b), np.where(a_wins, b, a)
 
@@ -177,16 +184,7 @@ def sampled_win_rate(rng: np.random.Generator, prompt_probs: np.ndarray, logp_pi
     Clopper-Pearson ``level`` interval ``ci_low``, ``ci_high``."""
     from scipy import stats
 
-    prompt_probs = np.asarray(prompt_probs, dtype=np.float64)
-    xs = rng.choice(len(prompt_probs), size=m, p=prompt_probs / prompt_probs.sum())
-    a = np.empty(m, dtype=np.int64)
-    b = np.empty(m, dtype=np.int64)
-    for i in range(len(prompt_probs)):
-        idx = np.flatnonzero(xs == i)
-        p = np.exp(logp_pi[i])
-        q = np.exp(logp_ref[i])
-        a[idx] = rng.choice(len(p), size=len(idx), p=p / p.sum())
-        b[idx] = rng.choice(len(q), size=len(idx), p=q / q.sum())
+    xs, a, b = _draw_pairs(rng, prompt_probs, logp_pi, logp_ref, m)
     pwin = _pref_prob(logp_star[xs, a], logp_star[xs, b], gamma)
     wins = int((rng.random(m) < pwin).sum())
     ci = stats.binomtest(wins, m).proportion_ci(confidence_level=level, method="exact")
