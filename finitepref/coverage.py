@@ -60,7 +60,6 @@ def coverage(log_policies: Tensor, log_pi_star: Tensor, prompt_probs: Tensor, mu
     right finite value, never a false 0 from an overflowed ``inf / inf``. Log-probabilities must be
     finite (a zero probability makes :math:`\Delta\bar R` undefined): ``ValueError`` otherwise.
     """
-    _check_finite_logs("log_policies", log_policies)
     _check_finite_logs("log_pi_star", log_pi_star)
     centered_star = centered_log_probs(log_pi_star, mu)
     pi_star = torch.exp(log_pi_star)
@@ -70,6 +69,7 @@ def coverage(log_policies: Tensor, log_pi_star: Tensor, prompt_probs: Tensor, mu
     best = 0.0
     for start in range(0, log_policies.shape[0], _CHUNK):
         chunk = log_policies[start:start + _CHUNK]
+        _check_finite_logs("log_policies", chunk)
         # halves and powers of two are exact: no overflow of the difference or of its square
         delta = 0.5 * centered_log_probs(chunk, mu) - 0.5 * centered_star
         scale = chunk.abs().amax(dim=(-2, -1), keepdim=True) + scale_star + 1.0
