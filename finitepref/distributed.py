@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import time
 
 import torch
 
 Tensor = torch.Tensor
 
 __all__ = ["sharded", "current_group", "row_range", "all_min", "any_error", "bytes_per_trial"]
+
+TIMING = {"reduce_s": 0.0, "calls": 0}
+"""Seconds spent in this module's collectives (waiting for the slowest rank included), for the benchmark."""
 
 _GROUP: contextvars.ContextVar = contextvars.ContextVar("finitepref_group", default=None)
 
@@ -77,7 +81,10 @@ def all_min(t: Tensor, group) -> Tensor:
     if group is not None:
         import torch.distributed as dist
 
+        t0 = time.perf_counter()
         dist.all_reduce(t, op=dist.ReduceOp.MIN, group=group)
+        TIMING["reduce_s"] += time.perf_counter() - t0
+        TIMING["calls"] += 1
     return t
 
 
@@ -88,7 +95,9 @@ def any_error(failed: bool, group) -> bool:
     import torch.distributed as dist
 
     flag = torch.tensor([1 if failed else 0], dtype=torch.int64)
+    t0 = time.perf_counter()
     dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+    TIMING["reduce_s"] += time.perf_counter() - t0
     return bool(flag.item())
 
 

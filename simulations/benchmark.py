@@ -63,6 +63,10 @@ class Config(_runner.ScriptConfig):
     sweep_n: sample sizes of the time-vs-n sweep
     sweep_trials: trial counts of the time-vs-trials sweep
     memory_resolution: net spacing for the memory check (0.002 gives K = 1,002,001)
+    stream_resolutions: net spacings of the streamed 3-d class (0.02: 101^3 ~ 1e6; 0.01: 201^3 ~ 8.1e6); empty skips
+    stream_trials: trials of the streamed runs (every estimator, one call each)
+    shard_resolution: net spacing of the 1-vs-2-process timing (0.002: K ~ 1e6); 0 skips it
+    shard_trials: trials of the 1-vs-2-process timing
     """
 
     resolution: float = 0.01
@@ -76,14 +80,19 @@ class Config(_runner.ScriptConfig):
     sweep_n: tuple[int, ...] = (10, 1_000, 100_000, 1_000_000)
     sweep_trials: tuple[int, ...] = (100, 300, 1000)
     memory_resolution: float = 0.002
+    stream_resolutions: tuple[float, ...] = (0.02, 0.01)
+    stream_trials: int = 100
+    shard_resolution: float = 0.002
+    shard_trials: int = 300
 
     NAME = NAME
     QUICK = {"resolution": 0.05, "trials": 100, "naive_n": (1_000,), "repeats": 1, "square": 500,
              "size_resolutions": (0.1, 0.05), "sweep_n": (10, 10_000), "sweep_trials": (20, 100),
-             "memory_resolution": 0.02}
-    """K = 1681, 100 trials, small sweeps; K = 10,201 for memory."""
+             "memory_resolution": 0.02, "stream_resolutions": (0.5, 0.25), "stream_trials": 10,
+             "shard_resolution": 0.05, "shard_trials": 20}
+    """K = 1681, 100 trials, small sweeps; K = 10,201 for memory; streamed 5^3 and 9^3; sharded K = 1681."""
     POSITIVE = ("resolution", "n", "naive_n", "threads", "square", "size_resolutions", "sweep_n", "sweep_trials",
-                "memory_resolution")
+                "memory_resolution", "stream_trials", "shard_trials")
 
 
 def _median_time(fn, repeats: int, setup=None) -> float:
@@ -134,6 +143,89 @@ def _memory_child(resolution: float, trials: int, seed: int) -> None:
     idx = fp.estimators.pmle(prob, data)
     print(json.dumps({"n_policies": prob.n_policies, "peak_rss_gib": _peak_rss_gib(),
                       "mean_kl": float(prob.forward_kl(idx).mean())}))
+
+
+def _stream_child(resolution: float, trials: int, seed: int) -> None:
+    """Every estimator (its first test parameters) and the class constants on a streamed 3-d net, one thread."""
+    torch.set_num_threads(1)
+    _tablecache.set_budget(0)  # stream every table: the measurement is of the streamed path
+    t0 = time.perf_counter()
+    prob = fp.ToyProblem.loglinear_grid(dim=3, resolution=resolution, seed=seed, stream=True)
+    data = prob.sample(10_000, trials, seed=seed)
+    rewards = fp.estimators.fit_reward(prob, data)
+    times = {}
+    for name, entry in fp.registry.ESTIMATORS.items():
+        t1 = time.perf_counter()
+        entry.function(prob, data, *([rewards] if entry.needs_reward else []), **entry.test_params[0])
+        times[name] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    constants = {"R": prob.boundedness(), "C": prob.coverage(), "concentrability": prob.concentrability(),
+                 "mean_kl_fwd": float(prob.forward_kl_table().mean()),
+                 "mean_kl_rev": float(prob.reverse_kl_table().mean())}
+    times["constants_and_kl"] = time.perf_counter() - t1
+    print(json.dumps({"n_policies": prob.n_policies, "trials": trials, "time_s": time.perf_counter() - t0,
+                      "estimator_s": times, "peak_rss_gib": _peak_rss_gib(), **constants}))
+
+
+def measure_streamed(cfg: Config) -> list[dict]:
+    """Peak memory (VmHWM) and time of all estimators on streamed nets, each in a fresh process."""
+    out = []
+    for res in cfg.stream_resolutions:
+        print(f"benchmark: streamed 3-d net, resolution {res} (fresh process) ...", flush=True)
+        child = subprocess.run(
+            [sys.executable, "-c", "from simulations.benchmark import _stream_child as m; "
+             f"m({res!r}, {cfg.stream_trials}, {cfg.seed})"], capture_output=True, text=True, check=True)
+        out.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def _shard_worker(rank: int, world: int, store: str, resolution: float, trials: int, seed: int, repeats: int) -> None:
+    import torch.distributed as dist
+
+    from finitepref import distributed
+
+    torch.set_num_threads(1)
+    _tablecache.set_budget(0)  # every call builds its rows: the sharded work is the table and the product
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    prob = fp.ToyProblem.loglinear_grid(resolution=resolution, seed=seed)
+    data = prob.sample(10_000, trials, seed=seed)
+    with distributed.sharded("world"):
+        fp.estimators.pmle(prob, data)  # warm-up
+        times, shares = [], []
+        for _ in range(repeats):
+            dist.barrier()
+            before = distributed.TIMING["reduce_s"]
+            t0 = time.perf_counter()
+            fp.estimators.pmle(prob, data)
+            times.append(time.perf_counter() - t0)
+            shares.append((distributed.TIMING["reduce_s"] - before) / times[-1])
+    if rank == 0:
+        print(json.dumps({"world": world, "n_policies": prob.n_policies, "trials": trials,
+                          "time_s": float(np.median(times)), "reduction_share": float(np.median(shares)),
+                          "bytes_per_trial": distributed.bytes_per_trial()}), flush=True)
+    dist.destroy_process_group()
+
+
+def _shard_main(world: int, resolution: float, trials: int, seed: int, repeats: int) -> None:
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_shard_worker, args=(world, f"{tmp}/store", resolution, trials, seed, repeats), nprocs=world)
+
+
+def measure_sharding(cfg: Config) -> list[dict]:
+    """One PMLE call at |Pi| ~ 1e6 with 1 and 2 gloo processes of one thread each (fresh processes)."""
+    out = []
+    for world in (1, 2):
+        print(f"benchmark: sharded argmin, {world} process(es) ...", flush=True)
+        child = subprocess.run(
+            [sys.executable, "-c", "from simulations.benchmark import _shard_main as m; "
+             f"m({world}, {cfg.shard_resolution!r}, {cfg.shard_trials}, {cfg.seed}, {cfg.repeats})"],
+            capture_output=True, text=True, check=True)
+        out.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    return out
 
 
 def peak_flops(cfg: Config) -> float:
@@ -197,7 +289,7 @@ def sweeps(prob: fp.ToyProblem, cfg: Config, rng) -> list[dict]:
     return rows
 
 
-def summarize(rows: list[dict], peak: float, naive: dict, memory: dict, cfg: Config) -> dict:
+def summarize(rows: list[dict], peak: float, naive: dict, memory: dict, cfg: Config, scale: dict) -> dict:
     main = rows[0]
     n_rows = [r for r in rows if r["sweep"] == "n"]
     results = {
@@ -205,17 +297,30 @@ def summarize(rows: list[dict], peak: float, naive: dict, memory: dict, cfg: Con
         "peak_flops": peak, "cached_over_bare": main["time_cached_s"] / main["time_bare_s"],
         "first_over_bare": main["time_first_s"] / main["time_bare_s"],
         "cached_flops": main["flops"] / main["time_cached_s"], "bare_flops": main["flops"] / main["time_bare_s"],
-        "naive": naive, "memory": memory, "table_cache": _tablecache.info(),
+        "naive": naive, "memory": memory, "table_cache": _tablecache.info(), **scale,
     }
     results["cached_fraction_of_peak"] = results["cached_flops"] / peak
     if len(n_rows) >= 2:
         results["cost_ratio_largest_over_smallest_n"] = n_rows[-1]["time_cached_s"] / n_rows[0]["time_cached_s"]
+    streamed, shards = scale["streamed"], scale["sharding"]
+    if len(streamed) >= 2:
+        results["streamed_time_ratio"] = streamed[-1]["time_s"] / streamed[0]["time_s"]
+        results["streamed_size_ratio"] = streamed[-1]["n_policies"] / streamed[0]["n_policies"]
+    if len(shards) == 2:
+        results["two_over_one_process"] = shards[1]["time_s"] / shards[0]["time_s"]
     results["checks"] = {
         "cached_<=_0.7x_bare": results["cached_over_bare"] <= 0.7,
         "first_<=_1.0x_bare": results["first_over_bare"] <= 1.0,
         "naive_same_argmin": all(v["same_argmin"] for v in naive.values()),
         "peak_memory_<=_4GiB": memory["peak_rss_gib"] <= 4.0,
     }
+    if streamed:
+        results["checks"]["streamed_peak_memory_<=_6GiB"] = max(r["peak_rss_gib"] for r in streamed) <= 6.0
+    if "streamed_time_ratio" in results:
+        results["checks"]["streamed_time_linear"] = (results["streamed_time_ratio"]
+                                                     <= 1.5 * results["streamed_size_ratio"])
+    if "two_over_one_process" in results:
+        results["checks"]["two_processes_<=_0.75x_one"] = results["two_over_one_process"] <= 0.75
     return results
 
 
@@ -238,6 +343,24 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
     mem = r["memory"]
     out.append(judged(f"peak RSS (GiB) at |Pi| = {mem['n_policies']}", mem["peak_rss_gib"], "<= 4",
                       mem["peak_rss_gib"] <= 4.0))
+    return out + _scale_verdicts(r, judged)
+
+
+def _scale_verdicts(r: dict, judged) -> list[str]:
+    out = []
+    for s in r["streamed"]:
+        out.append(judged(f"streamed 3-d net, |Pi| = {s['n_policies']}, {s['trials']} trials, all estimators: "
+                          "peak RSS (GiB)", s["peak_rss_gib"], "<= 6", s["peak_rss_gib"] <= 6.0,
+                          f"{s['time_s']:.3g} s"))
+    if "streamed_time_ratio" in r:
+        ratio, size = r["streamed_time_ratio"], r["streamed_size_ratio"]
+        out.append(judged(f"streamed time ratio for a {size:.3g}x larger class", ratio, f"<= {1.5 * size:.3g}",
+                          ratio <= 1.5 * size, "linear in |Pi|"))
+    if "two_over_one_process" in r:
+        one, two = r["sharding"]
+        out.append(judged(f"2 processes / 1 process, |Pi| = {one['n_policies']}, {one['trials']} trials",
+                          r["two_over_one_process"], "<= 0.75", r["two_over_one_process"] <= 0.75,
+                          f"reduction share {two['reduction_share']:.1%}, {two['bytes_per_trial']} B/trial/rank"))
     return out
 
 
@@ -276,7 +399,9 @@ def run(cfg: Config) -> _runner.Outcome:
     naive = time_naive(prob, cfg, rng, rows[0]["time_cached_s"] / cfg.trials)
     print("benchmark: peak memory in a fresh process ...", flush=True)
     memory = measure_memory(cfg)
-    results = summarize(rows, peak, naive, memory, cfg)
+    scale = {"streamed": measure_streamed(cfg),
+             "sharding": measure_sharding(cfg) if cfg.shard_resolution > 0 else []}
+    results = summarize(rows, peak, naive, memory, cfg, scale)
     saved = {"results": results, "config": cfg, "versions": common.versions()}
     return _runner.Outcome(pd.DataFrame(rows), results,
                            files={"benchmark.json": json.dumps(common.to_jsonable(saved), indent=2) + "\n"})

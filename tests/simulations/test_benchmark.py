@@ -15,4 +15,7 @@ def test_benchmark_quick(tmp_path, capsys):
     assert set(saved["results"]["checks"]) == set(res["checks"])
     for name in ("benchmark.csv", "summary.json", "benchmark.png"):
         assert (tmp_path / name).exists()
+    assert [r["n_policies"] for r in res["streamed"]] == [5 ** 3, 9 ** 3]
+    assert all(0 < r["peak_rss_gib"] < 6 for r in res["streamed"])
+    assert [r["world"] for r in res["sharding"]] == [1, 2] and res["two_over_one_process"] > 0
     assert "wrote " in capsys.readouterr().out
