@@ -87,9 +87,9 @@ def set_budget(nbytes: int) -> int:
 
 
 def clear() -> None:
-    """Drop every cached table."""
+    """Drop every cached table and reset the hit and miss counters."""
     _TABLES.clear()
-    _STATE["bytes"] = 0
+    _STATE.update(bytes=0, hits=0, misses=0)
 
 
 def info() -> dict:

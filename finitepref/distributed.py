@@ -13,6 +13,12 @@ How it stays exact
     the answer of one process, bit for bit. Per trial this moves one float64 and one int64 per
     rank (plus one flag per call, so that an error on one rank is raised on all of them instead of
     leaving the others waiting). This module is the only place that talks to ``torch.distributed``.
+
+Class reductions
+    R, :math:`C_\Pi` and :math:`\ell_\infty` concentrability are maxima over the policies
+    (:func:`max_over_rows`: each rank its rows, then MAX: exact); the KL tables are per-policy values
+    (:func:`table_over_rows`: each rank fills its rows of a zero vector, then SUM: exact, as
+    :math:`x + 0 = x`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import torch
 
 Tensor = torch.Tensor
 
-__all__ = ["sharded", "current_group", "row_range", "all_min", "any_error", "bytes_per_trial"]
+__all__ = ["sharded", "current_group", "row_range", "all_min", "any_error", "bytes_per_trial", "max_over_rows",
+           "table_over_rows"]
 
 TIMING = {"reduce_s": 0.0, "calls": 0}
 """Seconds spent in this module's collectives (waiting for the slowest rank included), for the benchmark."""
@@ -104,3 +111,47 @@ def any_error(failed: bool, group) -> bool:
 def bytes_per_trial() -> int:
     """Bytes each rank contributes per trial to the reduction: one float64 minimum and one int64 index."""
     return 16
+
+
+def _chunks(lo: int, hi: int, chunk: int):
+    return (slice(start, min(start + chunk, hi)) for start in range(lo, hi, chunk))
+
+
+def max_over_rows(n_rows: int, chunk: int, fn, group=None, initial: float = 0.0) -> float:
+    """``max(initial, fn(rows) for the chunks of rows)`` over this rank's rows, then over the ranks.
+
+    ``fn(slice) -> float``; the scan stops at ``+inf``. A ``ValueError`` on one rank is raised on all."""
+    group = current_group(group)
+    lo, hi = row_range(n_rows, group)
+    best, error = initial, None
+    try:
+        for rows in _chunks(lo, hi, chunk):
+            best = max(best, fn(rows))
+            if best == float("inf"):
+                break
+    except ValueError as exc:
+        error = exc
+    if any_error(error is not None, group):
+        raise error or ValueError("another rank failed (see its error)")
+    if group is None:
+        return best
+    import torch.distributed as dist
+
+    t = torch.tensor([best], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
+    return float(t.item())
+
+
+def table_over_rows(out: Tensor, chunk: int, fn, group=None) -> Tensor:
+    """Fill ``out[rows] = fn(rows)`` over this rank's rows, zeros elsewhere, then sum over the ranks (exact)."""
+    group = current_group(group)
+    lo, hi = row_range(out.shape[0], group)
+    if group is not None:
+        out.zero_()
+    for rows in _chunks(lo, hi, chunk):
+        out[rows] = fn(rows)
+    if group is not None:
+        import torch.distributed as dist
+
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+    return out

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import coverage as _coverage
+from . import distributed as _distributed
 from ._validate import (
     as_float64,
     check_count,
@@ -272,13 +273,15 @@ class ToyProblem:
     def _kl_table(self, reverse: bool) -> torch.Tensor:
         out = torch.empty(self.n_policies, dtype=torch.float64, device=self.device)
         star = self.log_pi_star
-        for start in range(0, self.n_policies, _CHUNK):
-            chunk = self.log_policies[start:start + _CHUNK]
+
+        def rows_kl(rows: slice) -> torch.Tensor:
+            chunk = self.log_policies[rows]
             per_prompt = kl(chunk, star) if reverse else kl(star, chunk)
             # 0 * inf = 0: a prompt of probability 0 contributes nothing, even with an overflowed KL
             per_prompt = torch.where(self.prompt_probs > 0, per_prompt, torch.zeros_like(per_prompt))
-            out[start:start + _CHUNK] = per_prompt @ self.prompt_probs
-        return out
+            return per_prompt @ self.prompt_probs
+
+        return _distributed.table_over_rows(out, _CHUNK, rows_kl)
 
     @functools.cached_property
     def _cache_forward_kl(self) -> torch.Tensor:

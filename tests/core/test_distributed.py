@@ -1,8 +1,9 @@
-"""Sharded exact argmin: two gloo processes on CPU give the one-process answer, bit for bit.
+"""Sharded exact argmin and class reductions: two gloo processes on CPU give the one-process answer, bit for bit.
 
 Every registered estimator (each of its test_params) and the reward fit, on classes of 1, 2 and 31
 policies (uneven splits, an empty rank) and on a class holding every policy twice (exact ties across
-the two ranks: the lowest global index must win), for several chunk sizes.
+the two ranks: the lowest global index must win), for several chunk sizes; and R, C_Pi, C_R,
+concentrability and both exact KL tables.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def _all_results() -> dict:
     out = {}
     for pname, prob in _problems().items():
         data = prob.sample(30, trials=5, seed=7)
+        out[f"{pname}/constants"] = [prob.boundedness(), prob.coverage(), prob.concentrability(),
+                                     prob.reward_coverage()]
+        out[f"{pname}/kl"] = prob.forward_kl_table().tolist() + prob.reverse_kl_table().tolist()
         for chunk in CHUNKS:
             rewards = fit_reward(prob, data, chunk_size=chunk)
             out[f"{pname}/fit_reward/{chunk}"] = rewards.tolist()
