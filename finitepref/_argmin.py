@@ -41,12 +41,15 @@ __all__ = ["TIE_RTOL", "argmin_rows", "chunk_rows", "check_stats"]
 TIE_RTOL = 1e-12
 
 
-def chunk_rows(n_columns: int, n_trials: int, chunk_size) -> int:
-    """Rows per chunk: ``chunk_size`` (an integer >= 1) or a cache-sized default (:func:`_default_chunk`)."""
+def chunk_rows(n_columns: int, n_trials: int, chunk_size, device_type: str = "cpu") -> int:
+    """Rows per chunk: ``chunk_size`` (an integer >= 1) or a cache-sized default (:func:`_default_chunk`; on an
+    accelerator, blocks of about 256 MiB, where large products are what keeps it busy)."""
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
             raise ValueError(f"chunk_size: expected an integer >= 1 or None, got {chunk_size!r}")
         return int(chunk_size)
+    if device_type != "cpu":
+        return max(1024, 256 * 2**20 // (8 * max(n_columns, n_trials, 1)))
     return _default_chunk(n_columns, n_trials)
 
 
@@ -172,7 +175,7 @@ def argmin_rows(build: Callable[[slice], Tensor], n_rows: int, stats: Tensor, ch
 
     group = distributed.current_group(group)
     lo, hi = distributed.row_range(n_rows, group)
-    chunk = chunk_rows(stats.shape[1], stats.shape[0], chunk_size)
+    chunk = chunk_rows(stats.shape[1], stats.shape[0], chunk_size, stats.device.type)
     stats = _power_of_two_scale(stats)
     source = _tablecache.Source(build, lo, hi, key)
     starts = list(range(lo, hi, chunk))
