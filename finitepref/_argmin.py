@@ -26,8 +26,10 @@ Tie rule (a function of the values alone)
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,16 +39,46 @@ Tensor = torch.Tensor
 __all__ = ["TIE_RTOL", "argmin_rows", "chunk_rows", "check_stats"]
 
 TIE_RTOL = 1e-12
-_TARGET_BYTES = 256 * 2**20
 
 
-def chunk_rows(n_columns: int, n_trials: int, chunk_size) -> int:
-    """Rows per chunk: ``chunk_size`` (an integer >= 1) or a cache-sized default."""
+def chunk_rows(n_columns: int, n_trials: int, chunk_size, device_type: str = "cpu") -> int:
+    """Rows per chunk: ``chunk_size`` (an integer >= 1) or a cache-sized default (:func:`_default_chunk`; on an
+    accelerator, blocks of about 256 MiB, where large products are what keeps it busy)."""
     if chunk_size is not None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
             raise ValueError(f"chunk_size: expected an integer >= 1 or None, got {chunk_size!r}")
         return int(chunk_size)
-    return max(1024, _TARGET_BYTES // (8 * max(n_columns, n_trials, 1)))
+    if device_type != "cpu":
+        return max(1024, 256 * 2**20 // (8 * max(n_columns, n_trials, 1)))
+    return _default_chunk(n_columns, n_trials)
+
+
+def _cache_bytes(level: int, default: int) -> int:
+    """Size of the data or unified cache of ``level`` that cpu0 reports (sysfs), or ``default``."""
+    root = Path("/sys/devices/system/cpu/cpu0/cache")
+    try:
+        for index in sorted(root.glob("index*")):
+            if int((index / "level").read_text()) == level and (index / "type").read_text().strip() != "Instruction":
+                text = (index / "size").read_text().strip().upper()
+                unit = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1], 1)
+                return int(text.rstrip("KMG")) * unit
+    except (OSError, ValueError):
+        pass
+    return default
+
+
+@functools.lru_cache(maxsize=None)
+def _default_chunk(n_columns: int, n_trials: int) -> int:
+    """Rows per chunk from the problem's shape and the cache: the ``(trials, rows)`` block of values plus the
+    ``(rows, columns)`` table chunk take an eighth of the last-level cache (a share of a shared L3; L2 when no L3
+    is reported), at least 64 rows (the matrix product keeps its efficiency), at most 2**16.
+
+    Measured (one thread, K = 40,401, 104 columns, 1000 trials, L2 = 1 MiB, L3 = 32 MiB): 256-1024 rows are
+    within noise of each other; 64 rows (an L2-sized block) is 20% slower, 4096 rows 25% slower.
+    """
+    per_row = 8 * (max(n_trials, 1) + max(n_columns, 1))
+    rows = max(_cache_bytes(3, 0), _cache_bytes(2, 2**20)) // (8 * per_row)
+    return int(min(max(rows, 64), 2**16))
 
 
 def check_stats(name: str, stats: Tensor, source: str) -> Tensor:
@@ -68,8 +100,10 @@ def _power_of_two_scale(stats: Tensor) -> Tensor:
     return stats * float(np.ldexp(1.0, -int(exponent) - 1))
 
 
-def _values(name: str, stats: Tensor, table: Tensor, start: int) -> Tensor:
-    """Objective values ``stats @ table.T`` (trials, rows), with ``0 * inf = 0``; NaN is an error."""
+def _values(name: str, stats: Tensor, table: Tensor, start: int, out: Tensor | None = None) -> Tensor:
+    """Objective values ``stats @ table.T`` (trials, rows), with ``0 * inf = 0``; NaN is an error.
+
+    ``out``: a reused ``(trials, rows)`` buffer (no new pages per chunk; the product is the same call)."""
     peak = table.abs().amax() if table.numel() else table.new_zeros(())
     if torch.isnan(peak):
         k = int(torch.nonzero(torch.isnan(table))[0][0])
@@ -77,6 +111,8 @@ def _values(name: str, stats: Tensor, table: Tensor, start: int) -> Tensor:
                          "class's log-probabilities")
     if torch.isinf(peak):
         return _masked_values(stats, table)
+    if out is not None and out.shape == (stats.shape[0], table.shape[0]):
+        return torch.mm(stats, table.T, out=out)
     return stats @ table.T  # (trials, rows): the reductions below run along contiguous memory
 
 
@@ -110,7 +146,7 @@ def _check_values(name: str, cmin: Tensor, start: int, values: Tensor) -> None:
 
 
 def argmin_rows(build: Callable[[slice], Tensor], n_rows: int, stats: Tensor, chunk_size=None, *,
-                name: str = "argmin") -> np.ndarray:
+                name: str = "argmin", key=None, group=None) -> np.ndarray:
     """Row index minimising ``build(rows) @ stats.T`` for every trial, by the module's tie rule.
 
     Parameters
@@ -125,43 +161,89 @@ def argmin_rows(build: Callable[[slice], Tensor], n_rows: int, stats: Tensor, ch
         Rows per chunk; the result does not depend on it.
     name : str
         Estimator name for error messages.
+    key : finitepref._tablecache.TableKey, optional
+        Cache the table under this key (:mod:`finitepref._tablecache`); ``None`` streams it.
+    group : process group or "world", optional
+        Shard the rows over ranks (:mod:`finitepref.distributed`); default: the enclosing
+        ``distributed.sharded`` block, else one process. The result is the same bit for bit.
 
     Returns
     -------
     ndarray of int64, shape (trials,)
     """
-    chunk = chunk_rows(stats.shape[1], stats.shape[0], chunk_size)
+    from . import _tablecache, distributed
+
+    group = distributed.current_group(group)
+    lo, hi = distributed.row_range(n_rows, group)
+    chunk = chunk_rows(stats.shape[1], stats.shape[0], chunk_size, stats.device.type)
     stats = _power_of_two_scale(stats)
-    starts = list(range(0, n_rows, chunk))
-    mins, firsts, first_vals = [], [], []
-    best = torch.full((stats.shape[0],), np.inf, dtype=torch.float64, device=stats.device)
-    for start in starts:
-        values = _values(name, stats, build(slice(start, min(start + chunk, n_rows))), start)
-        cmin = values.min(dim=1).values
+    source = _tablecache.Source(build, lo, hi, key)
+    starts = list(range(lo, hi, chunk))
+    error = None
+    try:
+        scan = _scan(name, source, hi, stats, chunk, starts)
+    except ValueError as exc:
+        error = exc
+    if distributed.any_error(error is not None, group):
+        raise error or ValueError(f"{name}: another rank failed (see its error)")
+    best = distributed.all_min(scan[0], group)
+    out = _resolve(name, source, hi, stats, chunk, starts, best, *scan[1:], n_rows)
+    return distributed.all_min(out, group).cpu().numpy()
+
+
+def _scan(name: str, source, hi: int, stats: Tensor, chunk: int, starts: list[int]):
+    """Pass 1, fused per chunk: one matrix product into a reused block, its row minima, and the first index
+    within tolerance of the running minimum for the (few) trials whose minimum this chunk reaches."""
+    trials = stats.shape[0]
+    best = torch.full((trials,), np.inf, dtype=torch.float64, device=stats.device)
+    mins = torch.full((len(starts), trials), np.inf, dtype=torch.float64, device=stats.device)
+    firsts = torch.zeros((len(starts), trials), dtype=torch.int64, device=stats.device)
+    first_vals = torch.full((len(starts), trials), np.inf, dtype=torch.float64, device=stats.device)
+    block = stats.new_empty((trials, min(chunk, max(hi - starts[0], 0) if starts else 0)))
+    for c, start in enumerate(starts):
+        values = _values(name, stats, source(slice(start, min(start + chunk, hi))), start, block)
+        cmin = torch.amin(values, dim=1) if values.shape[1] else best.new_full((trials,), np.inf)
         _check_values(name, cmin, start, values)
-        best = torch.minimum(best, cmin)
-        first = (values <= _threshold(best)[:, None]).to(torch.uint8).argmax(dim=1)
-        mins.append(cmin)
-        firsts.append(first + start)
-        first_vals.append(values.gather(1, first[:, None])[:, 0])
-    return _resolve(name, build, n_rows, stats, chunk, starts, best, mins, firsts, first_vals)
+        torch.minimum(best, cmin, out=best)
+        mins[c] = cmin
+        reach = torch.nonzero(cmin <= _threshold(best)).flatten()
+        if reach.numel():  # a trial whose chunk minimum is above the running threshold can never pick this chunk
+            _first_within(values, best, reach, start, firsts[c], first_vals[c])
+    return best, mins, firsts, first_vals
 
 
-def _resolve(name, build, n_rows, stats, chunk, starts, best, mins, firsts, first_vals) -> np.ndarray:
-    """Pick each trial's first candidate chunk; re-examine only those whose recorded index misses the final tolerance."""
+def _first_within(values: Tensor, best: Tensor, reach: Tensor, start: int, firsts: Tensor, first_vals: Tensor) -> None:
+    """Record the first index within tolerance of ``best`` (and its value) for the trials ``reach``."""
+    if 4 * reach.numel() >= values.shape[0]:  # many trials: one pass over the block beats copying their rows
+        first = (values <= _threshold(best)[:, None]).view(torch.uint8).argmax(dim=1)
+        firsts[reach] = first[reach] + start
+        first_vals[reach] = values.gather(1, first[:, None])[reach, 0]
+        return
+    sub = values.index_select(0, reach)
+    first = (sub <= _threshold(best[reach])[:, None]).view(torch.uint8).argmax(dim=1)
+    firsts[reach] = first + start
+    first_vals[reach] = sub.gather(1, first[:, None])[:, 0]
+
+
+def _resolve(name, source, hi, stats, chunk, starts, best, mins, firsts, first_vals, n_rows) -> Tensor:
+    """Pick each trial's first candidate chunk; re-examine only those whose recorded index misses the final
+    tolerance. Trials without a candidate on this rank's rows get ``n_rows`` (the sharded reduction's identity)."""
     if torch.isinf(best).any():
         t = int(torch.nonzero(torch.isinf(best))[0])
         raise ValueError(f"{name}: every objective is +inf for trial {t}; no policy explains the data")
     thr = _threshold(best)
-    mins_t, firsts_t, vals_t = torch.stack(mins), torch.stack(firsts), torch.stack(first_vals)
-    cand = (mins_t <= thr[None, :]).to(torch.uint8).argmax(dim=0)  # lowest candidate chunk per trial
     trial = torch.arange(stats.shape[0], device=stats.device)
-    out = firsts_t[cand, trial]
-    recheck = vals_t[cand, trial] > thr
+    if not starts:
+        return torch.full_like(trial, n_rows)
+    hit = mins <= thr[None, :]
+    cand = hit.to(torch.uint8).argmax(dim=0)  # lowest candidate chunk per trial
+    found = hit.any(dim=0)
+    out = torch.where(found, firsts[cand, trial], torch.full_like(trial, n_rows))
+    recheck = found & (first_vals[cand, trial] > thr)
     for c in torch.unique(cand[recheck]).tolist():
         rows = trial[recheck & (cand == c)]
         start = starts[c]
         # the same product as in pass 1 (all trials), so the values are bit-identical to those judged there
-        values = _values(name, stats, build(slice(start, min(start + chunk, n_rows))), start)[rows]
-        out[rows] = (values <= thr[rows][:, None]).to(torch.uint8).argmax(dim=1) + start
-    return out.cpu().numpy()
+        values = _values(name, stats, source(slice(start, min(start + chunk, hi))), start)[rows]
+        out[rows] = (values <= thr[rows][:, None]).view(torch.uint8).argmax(dim=1) + start
+    return out

@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from . import distributed
+
 Tensor = torch.Tensor
 
 __all__ = ["centered_log_probs", "boundedness", "coverage", "concentrability"]
@@ -33,11 +35,8 @@ def boundedness(log_policies: Tensor, mu: Tensor) -> float:
 
     With this R, :math:`|\bar R_\pi(x,a)|\le\gamma R` for every policy, prompt and response.
     """
-    r = 0.0
-    for start in range(0, log_policies.shape[0], _CHUNK):
-        chunk = log_policies[start:start + _CHUNK]
-        r = max(r, float(centered_log_probs(chunk, mu).abs().max()))
-    return r
+    return distributed.max_over_rows(
+        log_policies.shape[0], _CHUNK, lambda rows: float(centered_log_probs(log_policies[rows], mu).abs().max()))
 
 
 def coverage(log_policies: Tensor, log_pi_star: Tensor, prompt_probs: Tensor, mu: Tensor) -> float:
@@ -60,16 +59,16 @@ def coverage(log_policies: Tensor, log_pi_star: Tensor, prompt_probs: Tensor, mu
     right finite value, never a false 0 from an overflowed ``inf / inf``. Log-probabilities must be
     finite (a zero probability makes :math:`\Delta\bar R` undefined): ``ValueError`` otherwise.
     """
-    _check_finite_logs("log_policies", log_policies)
     _check_finite_logs("log_pi_star", log_pi_star)
     centered_star = centered_log_probs(log_pi_star, mu)
     pi_star = torch.exp(log_pi_star)
     weight_star = prompt_probs[:, None] * pi_star
     weight_mu = prompt_probs[:, None] * mu
     scale_star = float(log_pi_star.abs().max())
-    best = 0.0
-    for start in range(0, log_policies.shape[0], _CHUNK):
-        chunk = log_policies[start:start + _CHUNK]
+
+    def chunk_max(rows: slice) -> float:
+        chunk = log_policies[rows]
+        _check_finite_logs("log_policies", chunk)
         # halves and powers of two are exact: no overflow of the difference or of its square
         delta = 0.5 * centered_log_probs(chunk, mu) - 0.5 * centered_star
         scale = chunk.abs().amax(dim=(-2, -1), keepdim=True) + scale_star + 1.0
@@ -79,10 +78,9 @@ def coverage(log_policies: Tensor, log_pi_star: Tensor, prompt_probs: Tensor, mu
         num = (weight_star * sq).sum((-2, -1))
         den = (weight_mu * sq).sum((-2, -1))
         ratio = torch.where(num == 0, torch.zeros_like(num), num / den)  # den == 0 < num gives inf
-        best = max(best, float(ratio.max()))
-        if math.isinf(best):
-            break
-    return best
+        return float(ratio.max())
+
+    return distributed.max_over_rows(log_policies.shape[0], _CHUNK, chunk_max)
 
 
 def _power_of_two_normaliser(delta: Tensor) -> Tensor:
@@ -106,10 +104,9 @@ def concentrability(log_policies: Tensor, prompt_probs: Tensor, mu: Tensor) -> f
     """
     log_mu = torch.log(mu)
     active = prompt_probs > 0
-    best = -math.inf
-    for start in range(0, log_policies.shape[0], _CHUNK):
-        chunk = log_policies[start:start + _CHUNK][:, active]
-        best = max(best, float((chunk - log_mu[active]).max()))
+    best = distributed.max_over_rows(
+        log_policies.shape[0], _CHUNK, lambda rows: float((log_policies[rows][:, active] - log_mu[active]).max()),
+        initial=-math.inf)
     return math.exp(best) if best < 709.0 else math.inf
 
 

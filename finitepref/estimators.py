@@ -49,6 +49,7 @@ import torch
 
 from . import _brute, losses
 from ._argmin import TIE_RTOL, argmin_rows, check_stats
+from ._tablecache import table_key
 from ._validate import as_float64, check_positive
 from .preference import PreferenceData
 from .problem import ToyProblem
@@ -172,6 +173,12 @@ def _shaped_stats(prob: ToyProblem, data: PreferenceData, reward_index, name: st
     return check_stats(name, stats, "rewards x prompt counts")
 
 
+def _key(prob: ToyProblem, name: str, params: tuple, log_ref: Tensor | None):
+    """Cache key of an estimator's loss table (:mod:`finitepref._tablecache`): it depends on the class, the
+    reference, gamma and the parameters, never on the data."""
+    return table_key(name, params, prob.gamma, prob.log_policies, log_ref)
+
+
 def objective_values(table: Tensor, stats: Tensor) -> Tensor:
     """Objective ``n * L`` of every table row for every trial, ``(K, trials)`` (for inspection and tests)."""
     return table @ stats.T
@@ -279,7 +286,7 @@ def pmle(prob: ToyProblem, data: PreferenceData, beta: float = 0.0, *, chunk_siz
     log_ref = _regularizer_reference(prob, beta)
     stats = _pair_and_prompt_stats(data, prob.device)
     return argmin_rows(lambda s: _pmle_table(prob.log_policies[s], prob.gamma, beta, log_ref),
-                       prob.n_policies, stats, chunk_size, name="pmle")
+                       prob.n_policies, stats, chunk_size, name="pmle", key=_key(prob, "pmle", (beta,), log_ref))
 
 
 def fit_reward(prob: ToyProblem, data: PreferenceData, *, chunk_size: int | None = None) -> np.ndarray:
@@ -297,7 +304,8 @@ def fit_reward(prob: ToyProblem, data: PreferenceData, *, chunk_size: int | None
     _check_data(prob, data)
     rewards = prob.require_rewards()
     stats = _pair_stats(data, prob.device)
-    return argmin_rows(lambda s: _bt_table(rewards[s]), rewards.shape[0], stats, chunk_size, name="fit_reward")
+    return argmin_rows(lambda s: _bt_table(rewards[s]), rewards.shape[0], stats, chunk_size, name="fit_reward",
+                       key=table_key("fit_reward", (), 1.0, rewards))
 
 
 @registered("Preference distillation (eq. 11)", "forward", ("beta",), equation="11", needs_reward=True,
@@ -327,7 +335,7 @@ def distill(prob: ToyProblem, data: PreferenceData, reward_index, beta: float = 
     counts = _pair_stats(data, prob.device)
     stats = torch.cat([counts * torch.sigmoid(-gap), counts * torch.sigmoid(gap), _prompt_stats(data, prob.device)], 1)
     return argmin_rows(lambda s: _distill_label_tables(prob.log_policies[s], prob.gamma, beta, log_ref),
-                       prob.n_policies, stats, chunk_size, name="distill")
+                       prob.n_policies, stats, chunk_size, name="distill", key=_key(prob, "distill", (beta,), log_ref))
 
 
 @registered("Reverse KL (eq. 15)", "reverse", ("beta",), equation="15", needs_reward=True,
@@ -354,7 +362,8 @@ def reverse_kl(prob: ToyProblem, data: PreferenceData, reward_index, beta: float
     log_ref = _regularizer_reference(prob, beta)
     stats = _shaped_stats(prob, data, reward_index, "reverse_kl")
     return argmin_rows(lambda s: _shaped_reward_tables(prob.log_policies[s], log_ref, beta, prob.gamma),
-                       prob.n_policies, stats, chunk_size, name="reverse_kl")
+                       prob.n_policies, stats, chunk_size, name="reverse_kl",
+                       key=_key(prob, "reverse_kl", (beta,), log_ref))
 
 
 @registered("DPO (eq. 6)", "forward", ("beta",), equation="6", learns_pi_star=False,
@@ -379,7 +388,7 @@ def dpo(prob: ToyProblem, data: PreferenceData, beta: float, *, chunk_size: int 
     log_ref = prob.require_reference()
     stats = _pair_stats(data, prob.device)
     return argmin_rows(lambda s: _dpo_table(prob.log_policies[s], log_ref, beta), prob.n_policies, stats,
-                       chunk_size, name="dpo")
+                       chunk_size, name="dpo", key=_key(prob, "dpo", (beta,), log_ref))
 
 
 @registered("RLHF (eq. 1)", "forward", ("beta",), equation="1", needs_reward=True, learns_pi_star=False,
@@ -405,7 +414,7 @@ def rlhf(prob: ToyProblem, data: PreferenceData, reward_index, beta: float, *,
     log_ref = _regularizer_reference(prob, beta)
     stats = _shaped_stats(prob, data, reward_index, "rlhf")
     return argmin_rows(lambda s: _shaped_reward_tables(prob.log_policies[s], log_ref, beta, 0.0),
-                       prob.n_policies, stats, chunk_size, name="rlhf")
+                       prob.n_policies, stats, chunk_size, name="rlhf", key=_key(prob, "rlhf", (beta,), log_ref))
 
 
 @registered("REBEL (eq. 10)", "forward", ("eta",), equation="10", needs_reward=True, learns_pi_star=False,
@@ -436,7 +445,7 @@ def rebel(prob: ToyProblem, data: PreferenceData, reward_index, eta: float, *,
     stats = torch.cat([counts * (1 - sq), counts * (u + sq) / 2, counts * (sq - u) / 2], 1)
     stats = check_stats("rebel", stats, "eta x reward gaps, squared, x counts")
     return argmin_rows(lambda s: _rebel_node_tables(prob.log_policies[s], log_ref), prob.n_policies, stats,
-                       chunk_size, name="rebel")
+                       chunk_size, name="rebel", key=_key(prob, "rebel", (), log_ref))
 
 
 # ---------------------------------------------------------------------- differentiable objectives
@@ -571,7 +580,7 @@ def ipo(prob: ToyProblem, data: PreferenceData, tau: float, *, chunk_size: int |
     log_ref = prob.require_reference()
     stats = _pair_stats(data, prob.device)
     return argmin_rows(lambda s: _ipo_table(prob.log_policies[s], log_ref, tau), prob.n_policies, stats, chunk_size,
-                       name="ipo")
+                       name="ipo", key=_key(prob, "ipo", (tau,), log_ref))
 
 
 def chipo(prob: ToyProblem, data: PreferenceData, beta: float, r_max: float | None = None, *,
@@ -612,7 +621,7 @@ def chipo(prob: ToyProblem, data: PreferenceData, beta: float, r_max: float | No
     log_ref = prob.require_reference()
     stats = _pair_stats(data, prob.device)
     return argmin_rows(lambda s: _chipo_table(prob.log_policies[s], log_ref, beta, r_max), prob.n_policies, stats,
-                       chunk_size, name="chipo")
+                       chunk_size, name="chipo", key=_key(prob, "chipo", (beta, r_max), log_ref))
 
 
 def ipo_population_limit(prob: ToyProblem, tau: float) -> Tensor:

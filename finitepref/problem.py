@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import coverage as _coverage
+from . import distributed as _distributed
 from ._validate import (
     as_float64,
     check_count,
@@ -32,6 +33,7 @@ from ._validate import (
 )
 from .divergences import kl
 from .preference import PreferenceData, pair_law, sample_counts
+from .streamed import LogLinearClass, StreamedClass
 
 __all__ = ["ToyProblem"]
 
@@ -115,6 +117,10 @@ class ToyProblem:
     # ------------------------------------------------------------------ validation helpers
     def _read_policies(self, name: str, value, ndim: int, log_space: bool) -> torch.Tensor:
         """Policies (``ndim = 3``) or the reference (``ndim = 2``) as full-support float64 log-probabilities."""
+        if isinstance(value, StreamedClass):  # generated on demand (finite by construction); see finitepref.streamed
+            if ndim != 3:
+                raise ValueError(f"{name}: expected a tensor, got a streamed class")
+            return value.to(self.device)
         t = as_float64(name, value, ndim, self.device)
         batch = t if ndim == 3 else t[None]
         if log_space:
@@ -170,8 +176,8 @@ class ToyProblem:
 
     @property
     def policies(self) -> torch.Tensor:
-        """The class as probabilities ``(K, X, A)``."""
-        return torch.exp(self.log_policies)
+        """The class as probabilities ``(K, X, A)`` (materialised, also for a streamed class)."""
+        return torch.exp(self.log_policies[:])
 
     @property
     def log_pi_star(self) -> torch.Tensor:
@@ -267,13 +273,15 @@ class ToyProblem:
     def _kl_table(self, reverse: bool) -> torch.Tensor:
         out = torch.empty(self.n_policies, dtype=torch.float64, device=self.device)
         star = self.log_pi_star
-        for start in range(0, self.n_policies, _CHUNK):
-            chunk = self.log_policies[start:start + _CHUNK]
+
+        def rows_kl(rows: slice) -> torch.Tensor:
+            chunk = self.log_policies[rows]
             per_prompt = kl(chunk, star) if reverse else kl(star, chunk)
             # 0 * inf = 0: a prompt of probability 0 contributes nothing, even with an overflowed KL
             per_prompt = torch.where(self.prompt_probs > 0, per_prompt, torch.zeros_like(per_prompt))
-            out[start:start + _CHUNK] = per_prompt @ self.prompt_probs
-        return out
+            return per_prompt @ self.prompt_probs
+
+        return _distributed.table_over_rows(out, _CHUNK, rows_kl)
 
     @functools.cached_property
     def _cache_forward_kl(self) -> torch.Tensor:
@@ -391,6 +399,7 @@ class ToyProblem:
         reference: bool = True,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        stream: bool = False,
     ) -> ToyProblem:
         r"""An :math:`\varepsilon`-net of a log-linear family, :math:`\pi_\theta(a\mid x)\propto\exp(\theta\cdot\phi(x,a))`.
 
@@ -405,6 +414,11 @@ class ToyProblem:
         :math:`\mathcal P_\gamma(\mathcal R)\subseteq\Pi` (Assumption 5) with
         :math:`|\mathcal R| \ll |\Pi|`. ``meta`` records ``thetas``, ``features``, ``theta_star`` and
         ``reward_policy_index`` for the asymptotic analysis (:mod:`finitepref.asymptotics`).
+
+        With ``stream=True`` the class is a :class:`finitepref.streamed.LogLinearClass`: the same
+        problem (same seed, same draws), its log-probabilities computed chunk by chunk when read,
+        so a net of :math:`10^7` policies runs every estimator in a few GiB; ``meta["thetas"]`` is
+        then omitted (``prob.log_policies.thetas(index)`` gives any grid point).
         """
         n_prompts = check_count("n_prompts", n_prompts)
         n_responses = check_count("n_responses", n_responses)
@@ -420,9 +434,12 @@ class ToyProblem:
         mu_arr = cls._make_mu(mu, rng, n_prompts, n_responses)
         thetas, star, reward_index = cls._theta_grid(dim, resolution, radius, reward_stride, rng)
 
-        theta_t = torch.as_tensor(thetas, device=device)
         feat_t = torch.as_tensor(features, device=device)
-        log_policies = torch.log_softmax(torch.einsum("kd,xad->kxa", theta_t, feat_t), -1)
+        if stream:
+            log_policies = LogLinearClass(feat_t, int(round(radius / resolution)), resolution)
+        else:
+            theta_t = torch.as_tensor(thetas, device=device)
+            log_policies = torch.log_softmax(torch.einsum("kd,xad->kxa", theta_t, feat_t), -1)
         ref = None
         if reference:
             theta0 = 0.5 * rng.standard_normal(dim)
@@ -431,7 +448,7 @@ class ToyProblem:
         meta = {
             "kind": "loglinear_grid", "dim": dim, "resolution": resolution, "radius": radius,
             "reward_stride": reward_stride, "feature_scale": feature_scale, "seed": seed,
-            "thetas": thetas, "features": features, "theta_star": thetas[star],
+            "thetas": None if stream else thetas, "features": features, "theta_star": thetas[star],
             "reward_policy_index": reward_index.tolist(), "mu": mu if isinstance(mu, str) else "array",
         }
         return cls(prompt_probs, mu_arr, log_policies, star, gamma, rewards=rewards, reference=ref,

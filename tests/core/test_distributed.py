@@ -1,0 +1,101 @@
+"""Sharded exact argmin and class reductions: two gloo processes on CPU give the one-process answer, bit for bit.
+
+Every registered estimator (each of its test_params) and the reward fit, on classes of 1, 2 and 31
+policies (uneven splits, an empty rank) and on a class holding every policy twice (exact ties across
+the two ranks: the lowest global index must win), for several chunk sizes; and R, C_Pi, C_R,
+concentrability and both exact KL tables.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from finitepref import distributed
+from finitepref import registry as reg
+from finitepref.estimators import fit_reward
+from finitepref.problem import ToyProblem
+
+CHUNKS = (1, 3, None)
+
+
+def _problems():
+    probs = {f"K{k}": ToyProblem.random(n_prompts=3, n_responses=4, n_policies=k, n_rewards=min(k, 5), gamma=0.8,
+                                        spread=0.7, seed=k) for k in (1, 2, 31)}
+    base = probs["K31"]
+    probs["dup"] = ToyProblem(base.prompt_probs, base.mu, torch.cat([base.log_policies, base.log_policies]),
+                              base.star, base.gamma, rewards=torch.cat([base.rewards, base.rewards]),
+                              reference=base.log_reference, log_space=True)
+    return probs
+
+
+def _all_results() -> dict:
+    """Every (problem, estimator, params, chunk) -> chosen indices, in this process's sharding context."""
+    out = {}
+    for pname, prob in _problems().items():
+        data = prob.sample(30, trials=5, seed=7)
+        out[f"{pname}/constants"] = [prob.boundedness(), prob.coverage(), prob.concentrability(),
+                                     prob.reward_coverage()]
+        out[f"{pname}/kl"] = prob.forward_kl_table().tolist() + prob.reverse_kl_table().tolist()
+        for chunk in CHUNKS:
+            rewards = fit_reward(prob, data, chunk_size=chunk)
+            out[f"{pname}/fit_reward/{chunk}"] = rewards.tolist()
+            for name, entry in reg.ESTIMATORS.items():
+                for i, params in enumerate(entry.test_params):
+                    args = [rewards] if entry.needs_reward else []
+                    idx = entry.function(prob, data, *args, **params, chunk_size=chunk)
+                    out[f"{pname}/{name}/{i}/{chunk}"] = idx.tolist()
+    return out
+
+
+def _worker(rank: int, world: int, store: str, result: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        with distributed.sharded("world"):
+            out = _all_results()
+            try:  # an error on one rank is raised on every rank (no rank left waiting)
+                bad = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=4, seed=0)
+                bad.log_policies[3, 0, 0] = float("nan")
+                from finitepref.estimators import pmle
+                pmle(bad, bad.sample(10, trials=2, seed=0))
+                out["error"] = "none"
+            except ValueError as exc:
+                out["error"] = "raised: " + str(exc)[:40]
+        if rank == 0:
+            with open(result, "w") as f:
+                json.dump(out, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one(tmp_path):
+    mp = pytest.importorskip("torch.multiprocessing")
+    single = _all_results()
+    result = tmp_path / "result.json"
+    mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(result)), nprocs=2, join=True)
+    sharded = json.loads(result.read_text())
+    assert sharded.pop("error").startswith("raised: pmle")
+    assert sharded.keys() == single.keys()
+    diffs = [k for k in single if sharded[k] != single[k]]
+    assert not diffs, f"sharded differs from one process at {diffs[:5]}"
+    dup = [v for k, v in single.items() if k.startswith("dup/")]
+    assert all(max(v) < 31 for v in dup if v), "ties across ranks must go to the lowest global index"
+
+
+def test_row_ranges_cover_uneven_splits():
+    for n in (0, 1, 2, 7, 31):
+        for world in (1, 2, 3, 5):
+            ranges = [(r * n // world, (r + 1) * n // world) for r in range(world)]
+            assert ranges[0][0] == 0 and ranges[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert distributed.row_range(7, None) == (0, 7)
+    assert distributed.current_group() is None
+    with pytest.raises(ValueError, match="group"):
+        distributed.current_group("nope")
+    np.testing.assert_equal(distributed.bytes_per_trial(), 16)
