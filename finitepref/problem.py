@@ -374,6 +374,16 @@ class ToyProblem:
                    rewards=rewards, reference=ref, device=device, log_space=True, meta=meta)
 
     @staticmethod
+    def _grid_class(features: np.ndarray, thetas: np.ndarray, radius: float, resolution: float, stream: bool,
+                    device) -> torch.Tensor | LogLinearClass:
+        """The net's log-probabilities ``(K, X, A)``: materialised, or streamed chunk by chunk."""
+        feat_t = torch.as_tensor(features, device=device)
+        if stream:
+            return LogLinearClass(feat_t, int(round(radius / resolution)), resolution)
+        theta_t = torch.as_tensor(thetas, device=device)
+        return torch.log_softmax(torch.einsum("kd,xad->kxa", theta_t, feat_t), -1)
+
+    @staticmethod
     def _make_mu(mu, rng: np.random.Generator, n_prompts: int, n_responses: int) -> np.ndarray:
         if isinstance(mu, str):
             if mu == "uniform":
@@ -415,18 +425,14 @@ class ToyProblem:
         :math:`|\mathcal R| \ll |\Pi|`. ``meta`` records ``thetas``, ``features``, ``theta_star`` and
         ``reward_policy_index`` for the asymptotic analysis (:mod:`finitepref.asymptotics`).
 
-        With ``stream=True`` the class is a :class:`finitepref.streamed.LogLinearClass`: the same
-        problem (same seed, same draws), its log-probabilities computed chunk by chunk when read,
-        so a net of :math:`10^7` policies runs every estimator in a few GiB; ``meta["thetas"]`` is
-        then omitted (``prob.log_policies.thetas(index)`` gives any grid point).
+        ``stream=True``: the same problem as a :class:`finitepref.streamed.LogLinearClass`, rows computed
+        when read (a :math:`10^7` net in a few GiB); ``meta["thetas"]`` is then omitted.
         """
-        n_prompts = check_count("n_prompts", n_prompts)
-        n_responses = check_count("n_responses", n_responses)
-        dim = check_count("dim", dim)
-        check_positive("resolution", resolution)
-        check_positive("radius", radius)
+        n_prompts, n_responses, dim, reward_stride = (check_count(name, value) for name, value in (
+            ("n_prompts", n_prompts), ("n_responses", n_responses), ("dim", dim), ("reward_stride", reward_stride)))
+        for name, value in (("resolution", resolution), ("radius", radius)):
+            check_positive(name, value)
         check_positive("feature_scale", feature_scale, allow_zero=True)
-        reward_stride = check_count("reward_stride", reward_stride)
         device = check_device(device)
         rng = np.random.default_rng(seed)
         features = feature_scale * rng.standard_normal((n_prompts, n_responses, dim))
@@ -434,12 +440,7 @@ class ToyProblem:
         mu_arr = cls._make_mu(mu, rng, n_prompts, n_responses)
         thetas, star, reward_index = cls._theta_grid(dim, resolution, radius, reward_stride, rng)
 
-        feat_t = torch.as_tensor(features, device=device)
-        if stream:
-            log_policies = LogLinearClass(feat_t, int(round(radius / resolution)), resolution)
-        else:
-            theta_t = torch.as_tensor(thetas, device=device)
-            log_policies = torch.log_softmax(torch.einsum("kd,xad->kxa", theta_t, feat_t), -1)
+        log_policies = cls._grid_class(features, thetas, radius, resolution, stream, device)
         ref = None
         if reference:
             theta0 = 0.5 * rng.standard_normal(dim)
