@@ -107,6 +107,10 @@ def run(cfg: Config) -> _runner.Outcome:
 
     Uses ``threads`` torch threads and restores the former number afterwards.
     """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # hundreds of loads and resumes: their bars and reports would bury the progress bar
+    hf_logging.disable_progress_bar()
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.runs-") if cfg.keep_runs
