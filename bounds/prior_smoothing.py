@@ -25,13 +25,19 @@ from ._validate import as_float, check_nonnegative, check_positive
 __all__ = ["reverse_kl_objective", "reverse_kl_solution", "rlhf_solution", "smoothed_prior"]
 
 
-def _check_p0(p0) -> np.ndarray:
-    p0 = as_float("p0", p0)
-    if p0.ndim == 0:
-        raise ValueError(f"p0 must have at least one axis (the categories), got the scalar {float(p0)!r}")
-    bad = (p0 < 0) | ~np.isfinite(p0)
+def _check_nonnegative(name: str, value) -> np.ndarray:
+    """A float array with a category axis, every entry finite and >= 0."""
+    value = as_float(name, value)
+    if value.ndim == 0:
+        raise ValueError(f"{name} must have at least one axis (the categories), got the scalar {float(value)!r}")
+    bad = (value < 0) | ~np.isfinite(value)
     if bad.any():
-        raise ValueError(f"p0 must be finite and >= 0, got {float(p0[bad].flat[0])!r}")
+        raise ValueError(f"{name} must be finite and >= 0, got {float(value[bad].flat[0])!r}")
+    return value
+
+
+def _check_p0(p0) -> np.ndarray:
+    p0 = _check_nonnegative("p0", p0)
     if np.any(p0.sum(axis=-1) <= 0):
         raise ValueError("p0 must have a positive entry along the last axis, got an all-zero row")
     return p0
@@ -39,12 +45,7 @@ def _check_p0(p0) -> np.ndarray:
 
 def _check_p(p) -> np.ndarray:
     """A probability vector on the last axis: finite, >= 0, summing to 1 within 4 K eps (or 1e-9)."""
-    p = as_float("p", p)
-    if p.ndim == 0:
-        raise ValueError(f"p must have at least one axis (the categories), got the scalar {float(p)!r}")
-    bad = (p < 0) | ~np.isfinite(p)
-    if bad.any():
-        raise ValueError(f"p must be finite and >= 0, got {float(p[bad].flat[0])!r}")
+    p = _check_nonnegative("p", p)
     tol = max(1e-9, 4 * p.shape[-1] * np.finfo(np.float64).eps)
     err = np.abs(p.sum(axis=-1) - 1.0)
     if np.any(err > tol):

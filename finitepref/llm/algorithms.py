@@ -117,9 +117,15 @@ def dpo_batch_loss(models: Models, batch: PairBatch, settings: DpoSettings) -> t
     metrics : dict
         ``loss``, ``margin`` (the bracket without beta) and ``accuracy`` (share of positive margins).
     """
+    return _log_ratio_pair_loss(models, batch, lambda *logps: dpo_loss(*logps, settings.beta))
+
+
+def _log_ratio_pair_loss(models: Models, batch: PairBatch, per_pair) -> tuple[Tensor, dict]:
+    r"""Mean of ``per_pair(logp_plus, logp_minus, ref_plus, ref_minus)`` with the log-ratio margin
+    :math:`(\ln\pi(a^+) - \ln\pi_0(a^+)) - (\ln\pi(a^-) - \ln\pi_0(a^-))` as metrics (DPO, IPO)."""
     ref_plus, ref_minus = reference_pair_logprobs(models, batch)
     logp_plus, logp_minus = pair_logprobs(models.policy, batch)
-    losses = dpo_loss(logp_plus, logp_minus, ref_plus, ref_minus, settings.beta)
+    losses = per_pair(logp_plus, logp_minus, ref_plus, ref_minus)
     margin = (logp_plus - ref_plus) - (logp_minus - ref_minus)
     return losses.mean(), {"loss": losses.mean().detach(), "margin": margin.mean().detach(),
                            "accuracy": (margin > 0).float().mean()}
@@ -128,12 +134,7 @@ def dpo_batch_loss(models: Models, batch: PairBatch, settings: DpoSettings) -> t
 def ipo_batch_loss(models: Models, batch: PairBatch, settings: IpoSettings) -> tuple[Tensor, dict]:
     """IPO, mean over pairs of (h - 1/(2 tau))^2 with h the policy/pi_0 log-ratio margin (sequence
     log-probs, no length normalisation, as eq. 17 and SFFD's ``dpo.py --ipo``)."""
-    ref_plus, ref_minus = reference_pair_logprobs(models, batch)
-    logp_plus, logp_minus = pair_logprobs(models.policy, batch)
-    losses = ipo_loss(logp_plus, logp_minus, ref_plus, ref_minus, settings.tau)
-    margin = (logp_plus - ref_plus) - (logp_minus - ref_minus)
-    return losses.mean(), {"loss": losses.mean().detach(), "margin": margin.mean().detach(),
-                           "accuracy": (margin > 0).float().mean()}
+    return _log_ratio_pair_loss(models, batch, lambda *logps: ipo_loss(*logps, settings.tau))
 
 
 def chipo_batch_loss(models: Models, batch: PairBatch, settings: ChipoSettings) -> tuple[Tensor, dict]:

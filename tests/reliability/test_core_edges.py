@@ -39,17 +39,23 @@ def base():
 
 
 # ---------------------------------------------------------------------- argmin: totality and chunking
+
+def _pmle_at_every_chunk_size_is_the_brute_force(prob, data) -> list:
+    """PMLE's indices at every chunk size: equal to each other and to the brute force's tie rule."""
+    results = [est.pmle(prob, data, chunk_size=c) for c in CHUNKS]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    for t in range(data.trials):
+        assert results[0][t] == tie_rule(_brute.pmle(prob, data.samples(t)))
+    return results
+
 def test_policy_with_log_probabilities_minus_1e308(base):
     """Was [0 0 0 0 0 0] by default and [1 3 3 5 5 5] with chunk_size=1 (index 0 has infinite KL)."""
     lp = base.log_policies.clone()
     lp[0] = torch.tensor([[0.0, -1e308, -1e308]] * 2, dtype=torch.float64)
     prob = _rebuilt(base, policies=lp, star=base.star or 1)
     data = prob.sample(50, trials=6, seed=0)
-    results = [est.pmle(prob, data, chunk_size=c) for c in CHUNKS]
-    for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0])
-    for t in range(data.trials):
-        assert results[0][t] == tie_rule(_brute.pmle(prob, data.samples(t)))
+    results = _pmle_at_every_chunk_size_is_the_brute_force(prob, data)
     assert (results[0] != 0).all() and prob.forward_kl(0) > 1e300
 
 
@@ -57,11 +63,7 @@ def test_gamma_1e308_masks_zero_counts(base):
     """0 counts x infinite loss was NaN and dropped the chunk; now 0 * inf = 0 and the answer is the brute force's."""
     prob = _rebuilt(base, gamma=1e308)
     data = prob.sample(50, trials=4, seed=0)
-    results = [est.pmle(prob, data, chunk_size=c) for c in CHUNKS]
-    for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0])
-    for t in range(data.trials):
-        assert results[0][t] == tie_rule(_brute.pmle(prob, data.samples(t)))
+    _pmle_at_every_chunk_size_is_the_brute_force(prob, data)
 
 
 def test_rebel_is_invariant_to_scaling_rewards_against_eta():
