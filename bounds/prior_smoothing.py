@@ -168,16 +168,15 @@ def rlhf_solution(p0, r, beta_total):
 
     Parameters
     ----------
-    p0 : array_like
-        Reference probabilities on the last axis (non-negative; only ratios matter).
-    r : array_like
-        Finite rewards, broadcast against ``p0``.
+    p0, r : array_like
+        As in :func:`reverse_kl_solution`.
     beta_total : float
-        ``> 0``.
+        The KL weight, ``> 0``.
 
     Returns
     -------
     numpy.ndarray
+        :math:`p_0 e^{r/\beta_{\mathrm{total}}}` normalised on the last axis (zero where ``p0`` is zero).
     """
     p0 = _check_p0(p0)
     r = _check_r(r)

@@ -432,9 +432,8 @@ def rebel(prob: ToyProblem, data: PreferenceData, reward_index, eta: float, *,
     Examples
     --------
     >>> prob = ToyProblem.random(n_policies=30, n_rewards=4, seed=0)
-    >>> data = prob.sample(100, trials=2, seed=1)
-    >>> rebel(prob, data, reward_index=0, eta=1.0).shape
-    (2,)
+    >>> rebel(prob, prob.sample(100, trials=2, seed=1), reward_index=[0, 1], eta=1.0).tolist()  # one reward per trial
+    [20, 26]
     """
     _check_data(prob, data)
     eta = check_positive("eta", eta)
@@ -612,8 +611,10 @@ def chipo(prob: ToyProblem, data: PreferenceData, beta: float, r_max: float | No
     Examples
     --------
     >>> prob = ToyProblem.random(n_policies=30, seed=0)
-    >>> chipo(prob, prob.sample(20_000, trials=3, seed=1), beta=0.5).tolist()
-    [24, 24, 24]
+    >>> data = prob.sample(20_000, trials=3, seed=1)
+    >>> default = chipo(prob, data, beta=0.5)  # r_max = 2 gamma R
+    >>> bool((default == chipo(prob, data, beta=0.5, r_max=chipo_default_r_max(prob))).all()), default.tolist()
+    (True, [24, 24, 24])
     """
     _check_data(prob, data)
     beta = check_positive("beta", beta)
