@@ -72,7 +72,7 @@ class Config(_runner.ScriptConfig):
     resolution: float = 0.01
     trials: int = 1000
     n: int = 1_000_000
-    naive_n: tuple[int, ...] = (10_000, 100_000)
+    naive_n: tuple[int, ...] = (10_000,)
     repeats: int = 3
     threads: int = 1
     square: int = 2000
