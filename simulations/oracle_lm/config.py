@@ -25,10 +25,10 @@ NO_RM = "none"
 """``reward_model`` of the algorithms that read no reward model (PMLE, DPO)."""
 
 STORED_LR = {"pmle": 1.2e-5, "pmle_nokl": 3.3e-5, "distill": 3.3e-5, "reverse_kl": 3.7e-5, "dpo": 1.1e-5,
-             "rebel": 3.7e-6, "rlhf": 3.7e-6}
+             "rebel": 1.1e-5, "rlhf": 1.1e-5}
 """Centres of the pilot's learning-rate grids (and the rates used with ``--no-pilot``): the choices of the
-pilot in ``docs/results/oracle_pilot_lr_choice.csv`` (default world, pre-issue-12 trainer). Interior there:
-PMLE beta=0, distillation, reverse KL, DPO; at the lower edge after three extensions: PMLE, REBEL, RLHF."""
+pilots in ``docs/results/`` (default world): REBEL's and RLHF's centre moved up threefold, since their win-rate
+settles within the budget only at the upper part of the earlier grid."""
 STORED_BUDGET = {"pmle": 96, "pmle_nokl": 80, "distill": 160, "reverse_kl": 160, "dpo": 112, "rebel": 160,
                  "rlhf": 160}
 """Gradient steps per algorithm used with ``--no-pilot`` (the same pilot's budgets; 160 = its cap)."""
@@ -81,6 +81,8 @@ class Config(_runner.ScriptConfig):
     max_steps: largest budget the pilot tries per algorithm
     eval_every: the pilot evaluates every this many steps (convergence curves)
     converge_fraction: converged when the change over the last fifth of the steps is <= this times the across-seed spread
+    converge_floor: ... or <= this many nats for the KLs (where seeds barely differ, e.g. under the oracle reward model, the spread is ~0.003)
+    converge_floor_win: ... or <= this for the win-rate
     rm_holdout: fraction of the n pairs held out for the reward models' early stopping
     rm_max_steps: most steps of a reward model (eq. 9), early-stopped on the held-out pairs
     rm_eval_every: reward models are evaluated on the held-out pairs every this many steps
@@ -117,9 +119,11 @@ class Config(_runner.ScriptConfig):
     reward_models: tuple[str, ...] = REWARD_MODELS
     seeds: int = 8
     batch_size: int = 16
-    max_steps: int = 160
-    eval_every: int = 16
+    max_steps: int = 192
+    eval_every: int = 24
     converge_fraction: float = 0.25
+    converge_floor: float = 0.01
+    converge_floor_win: float = 0.005
     rm_holdout: float = 0.2
     rm_max_steps: int = 400
     rm_eval_every: int = 20
@@ -162,6 +166,9 @@ class Config(_runner.ScriptConfig):
             common.check_names(name, tuple(getattr(self, name)), ALGORITHMS)
             if any(not v > 0 for v in getattr(self, name).values()):
                 raise ValueError(f"{name}: every {what} must be > 0, got {getattr(self, name)}")
+        if self.converge_floor < 0 or self.converge_floor_win < 0:
+            raise ValueError(f"converge_floor, converge_floor_win: must be >= 0, got {self.converge_floor}, "
+                             f"{self.converge_floor_win}")
         if self.beta < 0 or self.perturb < 0 or self.pilot_seed_offset < 0 or self.world_seed < 0:
             raise ValueError(f"beta, perturb, pilot_seed_offset, world_seed: must be >= 0, got {self.beta}, "
                              f"{self.perturb}, {self.pilot_seed_offset}, {self.world_seed}")

@@ -34,11 +34,11 @@ SLOPES = (("pmle", "dpo"), ("distill", "rebel"), ("reverse_kl", "rlhf"))
 """Claim 4: (distribution-learning estimator, its baseline)."""
 
 
-def _excluded(failing: set, cells: list[tuple[str, str, int | None]]) -> str:
-    """Note naming the cells of ``cells`` that failed the convergence check (n None: any n)."""
-    bad = [f"{a}/{k}/n={n}" for a, k, n in failing if any(a == c[0] and k == c[1] and c[2] in (None, n)
-                                                           for c in cells)]
-    return f"excluded: {', '.join(sorted(bad))} failed the convergence check" if bad else ""
+def _excluded(failing: set, cells: list[tuple[str, str, int | None]], metric: str) -> str:
+    """Note naming the cells of ``cells`` whose ``metric`` failed the convergence check (n None: any n)."""
+    bad = [f"{a}/{k}/n={n}" for a, k, n, m in failing
+           if m == metric and any(a == c[0] and k == c[1] and c[2] in (None, n) for c in cells)]
+    return f"excluded: {metric} of {', '.join(sorted(bad))} failed the convergence check" if bad else ""
 
 
 def _inconclusive(claim: str, note: str) -> Verdict:
@@ -54,7 +54,7 @@ def _pairwise(table, failing, cfg, nmax) -> list[tuple[str, Verdict]]:
             continue
         for kind in cfg.reward_models:
             claim = f"{name}: {label(a)} beats {label(b)} in exact win-rate (n={nmax})"
-            bad = _excluded(failing, [(a, kind, nmax), (b, kind, nmax)])
+            bad = _excluded(failing, [(a, kind, nmax), (b, kind, nmax)], "win_rate_exact")
             if bad:
                 out.append((kind, _inconclusive(claim, bad)))
                 continue
@@ -71,21 +71,23 @@ def _pairwise(table, failing, cfg, nmax) -> list[tuple[str, Verdict]]:
 def _pmle_dpo(table, failing, cfg, nmax) -> list[tuple[str, Verdict]]:
     """Claim 3: PMLE beats or matches DPO in win-rate (CI above -win_margin), with lower KL(pi||pi0)."""
     a, b = ("pmle", NO_RM), ("dpo", NO_RM)
-    bad = _excluded(failing, [(*a, nmax), (*b, nmax)])
     c1 = f"claim 3: {label('pmle')} beats or matches {label('dpo')} in exact win-rate (n={nmax})"
     c2 = f"claim 3: {label('pmle')} has lower KL(pi||pi0) than {label('dpo')} (n={nmax}; DPO - PMLE)"
-    if bad:
-        return [(NO_RM, _inconclusive(c1, bad)), (NO_RM, _inconclusive(c2, bad))]
     d, lo, hi, S = stats.paired(table, a, b, "win_rate_exact", nmax)
     m = cfg.win_margin
-    if lo is None:
+    bad1 = _excluded(failing, [(*a, nmax), (*b, nmax)], "win_rate_exact")
+    bad2 = _excluded(failing, [(*a, nmax), (*b, nmax)], "kl_pi_pi0")
+    if bad1:
+        v1 = _inconclusive(c1, bad1)
+    elif lo is None:
         v1 = _inconclusive(c1, "fewer than two seeds")
     else:
         outcome = "AGREES" if lo > -m else ("DISAGREES" if hi < -m else INCONCLUSIVE)
         v1 = Verdict(c1, d, lo, hi, f"> -{m:g}", outcome, f"paired over {S} seeds, 95% t-CI; matches = CI above -{m:g}")
     k, klo, khi, _ = stats.paired(table, b, a, "kl_pi_pi0", nmax)
     ratio = _cell_mean(table, b, nmax, "kl_pi_pi0") / max(_cell_mean(table, a, nmax, "kl_pi_pi0"), 1e-300)
-    v2 = sign_verdict(c2, k, None if klo is None else (klo, khi), note=f"paired over {S} seeds; DPO/PMLE = {ratio:.3g}")
+    v2 = (_inconclusive(c2, bad2) if bad2 else
+          sign_verdict(c2, k, None if klo is None else (klo, khi), note=f"paired over {S} seeds; DPO/PMLE = {ratio:.3g}"))
     return [(NO_RM, v1), (NO_RM, v2)]
 
 
@@ -113,14 +115,14 @@ def _slope_verdicts(table, failing, cfg, rng) -> list[tuple[str, Verdict]]:
                        sign_verdict(claims[2], s["diff"][0], s["diff"][1:], expected="negative", note=note))
             # each verdict reads its own cells: a failing cell excludes only the verdicts that use it
             for v, used in zip(decided, ([a], [b], [a, b]), strict=True):
-                bad = _excluded(failing, [(x, kind, None) for x in used])
+                bad = _excluded(failing, [(x, kind, None) for x in used], "kl_star_pi")
                 out.append((kind, _inconclusive(v.claim, bad) if bad else v))
     return out
 
 
 def decide(table: pd.DataFrame, conv: pd.DataFrame, cfg: Config) -> list[tuple[str, Verdict]]:
     """Every claim under every reward model: ``(reward_model, Verdict)``; failing cells excluded."""
-    failing = {(r.algorithm, r.reward_model, int(r.n)) for r in conv.itertuples() if not r.converged}
+    failing = {(r.algorithm, r.reward_model, int(r.n), r.metric) for r in conv.itertuples() if not r.converged}
     nmax = int(table["n"].max())
     rng = np.random.default_rng(cfg.seed)
     return _pairwise(table, failing, cfg, nmax) + _slope_verdicts(table, failing, cfg, rng)
@@ -159,7 +161,7 @@ def summarize(world: World, cfg: Config, result: dict, refs: list[dict], conv: p
               rm_table: pd.DataFrame) -> dict:
     """The world's constants, the choices (learning rates, budgets), reward-model fidelity, failing cells, timing."""
     D = world.prompt_probs
-    failing = conv[~conv["converged"]][["algorithm", "reward_model", "n"]].to_dict("records")
+    failing = conv[~conv["converged"]][["algorithm", "reward_model", "n", "metric"]].to_dict("records")
     return {"world": {"responses_per_prompt": world.logp0.shape[1], "prompts": world.prompt_texts,
                       "kl_star_pi0": float(D @ oracle.kl_rows(world.logp_star, world.logp0)),
                       "kl_pi0_star": float(D @ oracle.kl_rows(world.logp0, world.logp_star)),
@@ -215,9 +217,9 @@ def verdicts(outcome: _runner.Outcome, cfg: Config) -> list[str]:
         if not outcome.data["rm_table"].empty:
             lines.append(outcome.data["rm_table"].to_string(**fmt))
         lines.append(t2.to_string(**fmt))
-    bad = [f"{c['algorithm']}/{c['reward_model']}/n={c['n']}" for c in s["failing_cells"]]
-    lines.append(f"convergence check: {s['cells_checked'] - len(bad)}/{s['cells_checked']} cells pass"
-                 + (f"; failing (excluded from verdicts): {', '.join(bad)}" if bad else ""))
+    bad = [f"{c['metric']} of {c['algorithm']}/{c['reward_model']}/n={c['n']}" for c in s["failing_cells"]]
+    lines.append(f"convergence check: {s['cells_checked'] - len(bad)}/{s['cells_checked']} (cell, metric) pairs pass"
+                 + (f"; failing (excluded from the verdicts that read them): {', '.join(bad)}" if bad else ""))
     lines += [f"  {line}" for line in s["verdicts"]]
     lines.append(f"time: {s['timing_s']['total']:.1f} s (pilot {s['timing_s']['pilot']:.1f} s)")
     return lines

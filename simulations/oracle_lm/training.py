@@ -8,6 +8,7 @@ steps (resuming) and stop early on the held-out pairs.
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ import pandas as pd
 from . import rewards
 from .config import NO_RM, Config, needs_reward_model, record, settings
 from .evaluation import evaluate_policy, load_and_enumerate, load_checkpoint_and_enumerate, rm_scores
+from .stats import METRICS, threshold
 from .world import World, sample_pairs, write_preferences, write_prompts
 
 
@@ -146,7 +148,7 @@ def window(cfg: Config, steps: int) -> int:
 
 
 def train_curve(world: World, rep: Replicate, algo: str, lr: float, steps: int, at: list[int], rm) -> list[dict]:
-    """Train ``algo`` for ``steps`` (checkpoints every ``eval_every``) and evaluate it exactly at the steps ``at``.
+    """Train ``algo`` for ``steps`` (checkpoints every gcd(at) steps) and evaluate it exactly at the steps ``at``.
 
     The last entry (``steps``) carries the sampled judge win-rate too.
     """
@@ -155,8 +157,9 @@ def train_curve(world: World, rep: Replicate, algo: str, lr: float, steps: int, 
     online = record(algo).loop.name != "OFFLINE"
     data = rep.prompts_file if online else rep.prefs
     run_dir = rep.work / f"{algo}_{rm[0].path.name if rm else NO_RM}_lr{lr:g}"
+    every = math.gcd(*at)  # checkpoints only where they are evaluated (and at their common divisor)
     run_stage(trainer_config(world, algo, run_dir, data, rep.n, lr, rep.tseed, steps, spec, rep.prompts_file,
-                             save_every=c.eval_every))
+                             save_every=every))
     out = []
     for k in at:
         logp, leak = load_checkpoint_and_enumerate(world, run_dir / "checkpoints" / f"step-{k}")
@@ -185,24 +188,43 @@ def run_replicate(world: World, budgets: dict, lrs: dict, rep: Replicate, bar=No
         early, final = train_curve(world, rep, algo, lrs[algo], T, [T - window(c, T), T], rms.get(kind))
         rows.append({"algorithm": algo, "reward_model": kind, "n": rep.n, "seed": rep.label, "lr": lrs[algo],
                      "steps": T, **{k: v for k, v in final.items() if k != "step"},
-                     "kl_star_pi_early": early["kl_star_pi"], "win_rate_early": early["win_rate_exact"],
+                     **{f"{m}_early": early[m] for m in METRICS},
                      "train_s": time.perf_counter() - t0})
         if bar is not None:
             bar.update(1)
     return rows, rm_rows
 
 
-def budget_from_curves(cfg: Config, curves: pd.DataFrame) -> tuple[int, bool, float, float]:
-    """The first budget T whose mean KL(pi*||pi) over the pilot seeds moves by <= converge_fraction x the
-    across-seed spread (std at T) over its last ~20%; (T, met, change, spread). Unmet: max_steps."""
-    mean = curves.groupby("step")["kl_star_pi"].mean()
-    spread = curves.groupby("step")["kl_star_pi"].std(ddof=1)
+def _tail_change(cfg: Config, mean: pd.Series, T: int) -> float:
+    tail = mean[(mean.index >= T - window(cfg, T)) & (mean.index <= T)]
+    return float(tail.max() - tail.min())
+
+
+def converged_at(cfg: Config, curves: pd.DataFrame, metric: str) -> tuple[int | None, float, float]:
+    """The first budget T (>= 5 evaluations) whose mean ``metric`` over the pilot seeds moves by at most
+    :func:`stats.threshold` of the across-seed spread (std at T) over its last ~20%: (T or None, change, spread);
+    change and spread at T, or at ``max_steps`` when never met."""
+    mean = curves.groupby("step")[metric].mean()
+    spread = curves.groupby("step")[metric].std(ddof=1).fillna(0.0)
     steps = [int(s) for s in mean.index if s >= 5 * cfg.eval_every]
     for T in steps:
-        tail = mean[(mean.index >= T - window(cfg, T)) & (mean.index <= T)]
-        change = float(tail.max() - tail.min())
-        if change <= cfg.converge_fraction * float(spread[T]):
-            return T, True, change, float(spread[T])
-    T = steps[-1]
-    tail = mean[mean.index >= T - window(cfg, T)]
-    return T, False, float(tail.max() - tail.min()), float(spread[T])
+        change = _tail_change(cfg, mean, T)
+        if change <= threshold(cfg, float(spread[T]), metric):
+            return T, change, float(spread[T])
+    return None, _tail_change(cfg, mean, steps[-1]), float(spread[steps[-1]])
+
+
+def budget_from_curves(cfg: Config, curves: pd.DataFrame) -> tuple[int, bool, float, float]:
+    """The pilot's budget: the first T at which both KL(pi*||pi) and the win-rate have converged
+    (:func:`converged_at`); (T, met, change, spread) of KL(pi*||pi).
+    Unmet: the first T at which the win-rate alone converged, else ``max_steps``."""
+    mean = {m: curves.groupby("step")[m].mean() for m in ("kl_star_pi", "win_rate_exact")}
+    spread = {m: curves.groupby("step")[m].std(ddof=1).fillna(0.0) for m in mean}
+    steps = [int(s) for s in mean["kl_star_pi"].index if s >= 5 * cfg.eval_every]
+    for T in steps:
+        ok = [_tail_change(cfg, mean[m], T) <= threshold(cfg, float(spread[m][T]), m) for m in mean]
+        if all(ok):
+            return T, True, _tail_change(cfg, mean["kl_star_pi"], T), float(spread["kl_star_pi"][T])
+    T_win = converged_at(cfg, curves, "win_rate_exact")[0]
+    T = T_win if T_win is not None else steps[-1]
+    return T, False, _tail_change(cfg, mean["kl_star_pi"], T), float(spread["kl_star_pi"][T])

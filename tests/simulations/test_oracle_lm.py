@@ -248,18 +248,66 @@ def test_paired_statistics_and_convergence_check():
                 kl = np.exp(shift) * n ** (-1.0 if algo == "a" else 0.0)
                 rows.append({"algorithm": algo, "reward_model": "none", "n": n, "seed": s, "steps": 10,
                              "win_rate_exact": 0.5 + shift + effect + 1e-3 * rng.normal(), "kl_star_pi": kl,
-                             "kl_star_pi_early": kl * (1 + (0.5 if (algo, n) == ("b", 64) else 0.0))})
+                             "kl_star_pi_early": kl * (1 + (0.5 if (algo, n) == ("b", 64) else 0.0)),
+                             "kl_pi_pi0": 1.0, "kl_pi_pi0_early": 1.0})
     table = pd.DataFrame(rows)
+    table["win_rate_exact_early"] = table["win_rate_exact"]
     d, lo, hi, S = st.paired(table, ("a", "none"), ("b", "none"), "win_rate_exact", 1024)
     assert S == 8 and lo < 0.1 < hi and hi - lo < 0.01
     sl = st.slopes(table, ("a", "none"), ("b", "none"), rng)
     assert sl["a"][0] == pytest.approx(-1.0) and sl["b"][0] == pytest.approx(0.0, abs=1e-12)
     conv = st.convergence_check(table, Config())
     assert set(conv.loc[~conv["converged"], "n"]) == {64} and (~conv["converged"]).sum() == 1
+    assert conv.loc[~conv["converged"], "metric"].item() == "kl_star_pi"
     steps = np.arange(1, 11) * 4
-    curves = pd.DataFrame([{"step": k, "seed": s, "kl_star_pi": 5 / k + 0.2 * s} for s in range(2) for k in steps])
+    curves = pd.DataFrame([{"step": k, "seed": s, "kl_star_pi": 5 / k + 0.2 * s, "win_rate_exact": 0.7}
+                           for s in range(2) for k in steps])
     T, met, change, spread = budget_from_curves(Config(max_steps=40, eval_every=4), curves)
     assert met and change <= 0.25 * spread and T == 28  # first T >= 5 * 4 with 5/(T-4) - 5/T <= 0.25 * 0.141
+
+
+def test_convergence_floor_and_noise_that_averages_out():
+    """Seeds that barely differ (spread ~0.003) with a flat curve pass by the floor; per-seed noise that
+    cancels over seeds is not drift; a real drift fails whatever the floor."""
+    from simulations.oracle_lm import Config
+    from simulations.oracle_lm import stats as st
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for s in range(8):
+        for algo, drift in (("flat", 0.0), ("drifting", 0.05)):
+            kl = 0.02 + 0.003 * rng.normal()
+            noise = 0.004 * (-1) ** s  # +-: cancels in the seed mean
+            rows.append({"algorithm": algo, "reward_model": "oracle", "n": 64, "seed": s, "steps": 10,
+                         "kl_star_pi": kl, "kl_star_pi_early": kl + noise + drift, "win_rate_exact": 0.8,
+                         "win_rate_exact_early": 0.8 - drift, "kl_pi_pi0": 1.0, "kl_pi_pi0_early": 1.0})
+    conv = st.convergence_check(pd.DataFrame(rows), Config())
+    assert not conv[conv["algorithm"] == "drifting"].set_index("metric").loc["win_rate_exact", "converged"]
+    conv = conv[conv["metric"] == "kl_star_pi"].set_index("algorithm")
+    assert conv.loc["flat", "converged"] and conv.loc["flat", "change"] < 1e-12 < conv.loc["flat", "abs_change"]
+    assert conv.loc["flat", "threshold"] == 0.01  # the floor: 0.25 x spread is ~0.001
+    assert not conv.loc["drifting", "converged"]
+    assert st.threshold(Config(converge_floor=0.0), 0.4) == 0.1 and st.threshold(Config(), 0.0) == 0.01
+
+
+def test_pilot_chooses_among_converged_rates():
+    """A rate whose curve is still falling at the cap is not chosen over a converged one, even with a lower KL."""
+    from simulations.oracle_lm import Config
+    from simulations.oracle_lm.pilot import assess, choose_lr
+
+    steps = np.arange(1, 11) * 4
+    rows = []
+    for s in range(2):
+        for lr, curve in ((1e-3, lambda k: 1.0 + 0.0 * k), (1e-4, lambda k: 0.9 + 0.0 * k),
+                          (1e-5, lambda k: 3.0 - 0.07 * k)):  # 1e-5: lowest final KL (0.2), still falling
+            rows += [{"lr": lr, "step": k, "seed": s, "kl_star_pi": curve(k) + 0.05 * s, "win_rate_exact": 0.6}
+                     for k in steps]
+    table = assess(Config(max_steps=40, eval_every=4), pd.DataFrame(rows))
+    assert list(table["converged"]) == [False, True, True]
+    assert table.loc[1e-5, "final"] < table.loc[1e-4, "final"]
+    assert choose_lr(table) == (1e-4, "interior")
+    assert choose_lr(table.assign(converged=False)) == (1e-5, "lower edge")  # none converged: lowest KL
+    assert choose_lr(table.assign(converged=False, win_converged=[False, False, True])) == (1e-3, "upper edge")
 
 
 def test_quick_run_writes_outputs(quick_run):
