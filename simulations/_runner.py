@@ -22,9 +22,15 @@ there leaves the previous complete run in ``.<out>.old-XXXX``. A kill at any oth
 ``out`` as it was (plus, at worst, a stale ``.tmp-`` folder). Because a run replaces its whole
 folder, ``out`` must be new, empty, or a previous run of the same script (:func:`check_output_folder`).
 
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same flow runs on every rank, split over the ranks
+(:mod:`simulations._launch`: the policy rows of every argmin, or with ``--shard`` the cells of the
+sweep); rank 0 alone plots, writes and prints, after the last reduction.
+
 Fault injection (tests only): ``FINITEPREF_FAULT=<point>`` raises :class:`InjectedFault` at the named
-point of the writer (``after-csv``, ``before-publish``, ``after-old-moved``); ``<point>:exit`` ends the
-process there with ``os._exit(86)`` instead, as a kill would (no clean-up runs).
+point of the writer (``after-csv``, ``before-publish``, ``after-old-moved``) or of a sweep (``cell``,
+before each cell of :func:`simulations._launch.map_cells`); ``<point>:exit`` ends the process there
+with ``os._exit(86)`` instead, as a kill would (no clean-up runs); ``<point>@<rank>`` fires in that
+rank of a launched job only.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ import pandas as pd
 __all__ = [
     "ScriptConfig", "SweepConfig", "Outcome", "parse_config", "write_outputs", "main", "entry", "sweep_then_summarize",
     "versions", "to_jsonable", "InjectedFault", "fault_point", "MAX_N", "check_sample_grid", "check_output_folder",
-    "holds_a_run_of", "config_hash", "git_commit",
+    "holds_a_run_of", "config_hash", "git_commit", "parse_command_line",
 ]
 
 MAX_N = 10**18
@@ -82,6 +88,11 @@ class ScriptConfig:
     """Integer fields whose values must be >= 1 (when the config has them)."""
     PROBABILITIES: ClassVar[tuple[str, ...]] = ("delta",)
     """Fields whose values must lie in the open interval (0, 1) (when the config has them)."""
+    SHARD_CELLS: ClassVar[bool] = False
+    """Whether ``--shard`` may split the sweep's cells over torchrun's ranks (its cell loop is
+    :func:`simulations._launch.map_cells`); without it, ranks split the policy rows of every argmin."""
+    ONE_PROCESS: ClassVar[str] = ""
+    """Why the script refuses to run under a launcher with more than one process (empty: it runs there)."""
 
     def __post_init__(self) -> None:
         if self.out is None:
@@ -246,6 +257,9 @@ def build_parser(cls: type, description: str | None = None) -> argparse.Argument
     parser = argparse.ArgumentParser(prog=f"python -m simulations.{cls.NAME}",
                                      description=description or (cls.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small, fast settings (CI and a first look)")
+    parser.add_argument("--shard", action="store_true",
+                        help="under torchrun: split the sweep's cells over the ranks instead of the policy rows of "
+                             "every argmin (scripts with a sweep of independent cells; see the README)")
     defaults = cls()
     for f in dataclasses.fields(cls):
         _add_field(parser, f, hints[f.name], getattr(defaults, f.name), helps.get(f.name, ""))
@@ -258,6 +272,13 @@ def parse_config(cls: type, argv: list[str] | None = None, description: str | No
     ``--quick`` starts from ``cls.quick()``; every given flag overrides a field. Validation (the
     config's ``validate`` and the output folder) happens here, before any computing.
     """
+    return parse_command_line(cls, argv, description)[0]
+
+
+def parse_command_line(cls: type, argv: list[str] | None = None, description: str | None = None) -> tuple[Any, bool]:
+    """:func:`parse_config` and the ``--shard`` flag, checked against the launcher (:func:`simulations._launch.check_launch`)."""
+    from simulations import _launch
+
     parser = build_parser(cls, description)
     args = parser.parse_args(argv)
     hints = typing.get_type_hints(cls)
@@ -274,9 +295,10 @@ def parse_config(cls: type, argv: list[str] | None = None, description: str | No
             cfg.validate()
         if hasattr(cfg, "out"):
             check_output_folder(cfg.out, cls.NAME)
+        _launch.check_launch(cls, args.shard)
     except (ValueError, TypeError) as err:
         parser.error(str(err).splitlines()[0])
-    return cfg
+    return cfg, args.shard
 
 
 # ---------------------------------------------------------------------- results files
@@ -345,12 +367,18 @@ class InjectedFault(RuntimeError):
 
 
 def fault_point(name: str) -> None:
-    """Fail here if ``FINITEPREF_FAULT`` is ``name`` (raise) or ``name:exit`` (``os._exit(86)``, like a kill)."""
-    wanted = os.environ.get(FAULT_ENV, "")
-    if wanted == name:
-        raise InjectedFault(f"injected fault at {name!r} ({FAULT_ENV})")
-    if wanted == f"{name}:exit":
+    """Fail here if ``FINITEPREF_FAULT`` is ``name`` (raise) or ``name:exit`` (``os._exit(86)``, like a kill).
+
+    ``name@R`` (``name@R:exit``) fails only in the process of rank ``R`` of a launcher (``RANK``), so a
+    test can make one rank of a torchrun job die.
+    """
+    wanted, _, how = os.environ.get(FAULT_ENV, "").partition(":")
+    point, _, rank = wanted.partition("@")
+    if point != name or how not in ("", "exit") or (rank and rank != (os.environ.get("RANK") or "0")):
+        return
+    if how == "exit":
         os._exit(86)
+    raise InjectedFault(f"injected fault at {name!r} ({FAULT_ENV})")
 
 
 def _publish(staging: Path, out: Path) -> None:
@@ -463,13 +491,27 @@ def entry(cls: type, doc: str | None, *, run: Callable[[Any], Outcome], plot: Ca
 
 def main(name: str, cls: type, argv: list[str] | None, doc: str | None, *, run: Callable[[Any], Outcome],
          plot: Callable[[Outcome, Any], Any] | None, verdicts: Callable[[Outcome, Any], list[Any]]) -> dict:
-    """Parse and validate ``cls`` from ``argv``, ``run`` (sweep + summarize), ``plot``, write atomically, print verdicts."""
+    """Parse and validate ``cls`` from ``argv``, ``run`` (sweep + summarize), ``plot``, write atomically, print verdicts.
+
+    Under ``torchrun`` (:mod:`simulations._launch`) every rank runs ``run``, split over the ranks,
+    and rank 0 alone plots, writes and prints; every rank returns the summary.
+    """
+    from simulations import _launch
+
+    cfg, shard = parse_command_line(cls, argv, description=(doc or "").split("\n\n")[0])
+    with _launch.launched(name, cfg, shard) as job:
+        outcome = _launch.compute(job, run, cfg)
+        launch = {"launch": {"world_size": job.world, "split": job.split}}
+        return _launch.on_rank0(_finish, name, cfg, outcome, launch, plot, verdicts)
+
+
+def _finish(name: str, cfg: Any, outcome: Outcome, launch: dict, plot: Callable[[Outcome, Any], Any] | None,
+            verdicts: Callable[[Outcome, Any], list[Any]]) -> dict:
+    """Plot, write every output atomically, print the verdicts; returns the summary."""
     import matplotlib.pyplot as plt
 
     from simulations import verdicts as _verdicts
 
-    cfg = parse_config(cls, argv, description=(doc or "").split("\n\n")[0])
-    outcome = run(cfg)
     figure = plot(outcome, cfg) if plot is not None else None
     stated = list(verdicts(outcome, cfg))
     judged = [v for v in stated if isinstance(v, _verdicts.Verdict)]
@@ -477,8 +519,8 @@ def main(name: str, cls: type, argv: list[str] | None, doc: str | None, *, run: 
     if judged:
         files["verdicts.csv"] = _verdicts.to_frame(judged, script=name)
     try:
-        paths = write_outputs(cfg.out, name, outcome.config or cfg, outcome.table, outcome.summary, figure, outcome.extra,
-                              files)
+        paths = write_outputs(cfg.out, name, outcome.config or cfg, outcome.table, outcome.summary, figure,
+                              {**(outcome.extra or {}), **launch}, files)
     finally:
         if figure is not None:
             plt.close(figure)

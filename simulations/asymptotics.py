@@ -30,12 +30,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 import finitepref as fp  # noqa: E402
 from finitepref import registry  # noqa: E402
 from finitepref.asymptotics import preference_fisher, sandwich_constant  # noqa: E402
-from simulations import _runner, common, style  # noqa: E402
+from simulations import _launch, _runner, common, style  # noqa: E402
 from simulations._families import centered_net  # noqa: E402
 from simulations.verdicts import interval_verdict  # noqa: E402
 
@@ -72,6 +71,7 @@ class Config(_runner.ScriptConfig):
     bootstrap: int = 1000
 
     NAME = NAME
+    SHARD_CELLS = True
     QUICK = {"gammas": (0.5, 2.0), "resolution": 0.01, "spread_over_h": (8.0, 5.0), "trials": 200, "bootstrap": 200}
     """A coarser net, two gammas and n, 200 trials: under 30 s on 2 cores."""
     POSITIVE = ("n_prompts", "n_responses", "dim", "gammas", "radius", "resolution", "spread_over_h")
@@ -84,39 +84,49 @@ class Config(_runner.ScriptConfig):
             raise ValueError(f"trials: must be >= 2, got {self.trials}")
 
 
-def sweep(cfg: Config) -> tuple[pd.DataFrame, dict]:
-    base = fp.ToyProblem.loglinear_grid(n_prompts=cfg.n_prompts, n_responses=cfg.n_responses, dim=cfg.dim,
-                                        resolution=0.1, reward_stride=1, seed=cfg.seed)
+def _setting(cfg: Config, base: fp.ToyProblem, g: float) -> dict:
+    """The net at one gamma, its Fisher information, sandwich constant, sample sizes and error tables."""
     feats, theta_star = base.meta["features"], base.meta["theta_star"]
     pp, mu = base.prompt_probs.numpy(), base.mu.numpy()
+    prob = centered_net(feats, pp, mu, theta_star, g, cfg.resolution, cfg.radius, rewards=True)
+    inv = np.linalg.inv(preference_fisher(feats, theta_star, pp, mu, g))
+    tr = float(np.trace(inv))
+    return {"prob": prob, "inv": inv, "tr": tr, "const": sandwich_constant(feats, theta_star, pp, mu, g),
+            "ns": np.maximum(np.round(tr / (np.asarray(cfg.spread_over_h) * cfg.resolution) ** 2), 1).astype(np.int64),
+            "tables": {name: registry.get(name).error_table(prob) for name in cfg.estimators}}
+
+
+def sweep(cfg: Config) -> tuple[pd.DataFrame, dict]:
+    """Every estimator at every (gamma, n): the table of n E[KL] with CIs, and the raw n KL per (gamma, n, estimator)."""
+    base = fp.ToyProblem.loglinear_grid(n_prompts=cfg.n_prompts, n_responses=cfg.n_responses, dim=cfg.dim,
+                                        resolution=0.1, reward_stride=1, seed=cfg.seed)
+    theta_star = base.meta["theta_star"]
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(cfg.gammas) + 1)
     rng = np.random.default_rng(seeds[-1])
+    sets = [_setting(cfg, base, g) for g in cfg.gammas]
+    cells = [(k, n, s) for k, st in enumerate(sets) for n, s in zip(st["ns"], seeds[k].spawn(len(st["ns"])), strict=True)]
+
+    def cell(k_n_s) -> dict[str, np.ndarray]:
+        k, n, s = k_n_s
+        data = sets[k]["prob"].sample(int(n), cfg.trials, seed=np.random.default_rng(s))
+        return common.fit_estimators(sets[k]["prob"], data, [e for e in ESTIMATORS if e in cfg.estimators])
+
     rows, raw = [], {}
-    with tqdm(total=len(cfg.gammas) * len(cfg.spread_over_h), desc="asymptotics", unit="run") as bar:
-        for g, ss in zip(cfg.gammas, seeds, strict=False):
-            prob = centered_net(feats, pp, mu, theta_star, g, cfg.resolution, cfg.radius, rewards=True)
-            info = preference_fisher(feats, theta_star, pp, mu, g)
-            inv = np.linalg.inv(info)
-            tr = float(np.trace(inv))
-            const = sandwich_constant(feats, theta_star, pp, mu, g)
-            ns = np.maximum(np.round(tr / (np.asarray(cfg.spread_over_h) * cfg.resolution) ** 2), 1).astype(np.int64)
-            tables = {name: registry.get(name).error_table(prob) for name in cfg.estimators}
-            for n, s in zip(ns, ss.spawn(len(ns)), strict=True):
-                data = prob.sample(int(n), cfg.trials, seed=np.random.default_rng(s))
-                chosen = common.fit_estimators(prob, data, [e for e in ESTIMATORS if e in cfg.estimators])
-                for name, idx in chosen.items():
-                    e = tables[name][idx]
-                    raw[(g, int(n), name)] = n * e
-                    lo, hi = common.bootstrap_mean_ci(n * e, rng, resamples=cfg.bootstrap)
-                    on_edge = np.any(np.abs(prob.meta["thetas"][idx] - theta_star) >= cfg.radius - 1e-12, axis=1)
-                    rows.append({"gamma": g, "estimator": name, "n": int(n), "trials": cfg.trials,
-                                 "spread": float(np.sqrt(tr / n)), "spread_max_axis": float(np.sqrt(
-                                     np.linalg.eigvalsh(inv).max() / n)), "resolution": cfg.resolution,
-                                 "n_kl": n * e.mean(), "ci_low": lo, "ci_high": hi, "mean_kl": e.mean(),
-                                 "asymptotic_constant": const, "p_correct": float(np.mean(idx == prob.star)),
-                                 "same_as_pmle": float(np.mean(idx == chosen["pmle"])),
-                                 "frac_on_box_edge": float(np.mean(on_edge)), "n_policies": prob.n_policies})
-                bar.update()
+    for (k, n, _), chosen in zip(cells, _launch.map_cells(cell, cells, desc="asymptotics", unit="run"), strict=True):
+        g, st = cfg.gammas[k], sets[k]
+        prob, inv, tr = st["prob"], st["inv"], st["tr"]
+        for name, idx in chosen.items():
+            e = st["tables"][name][idx]
+            raw[(g, int(n), name)] = n * e
+            lo, hi = common.bootstrap_mean_ci(n * e, rng, resamples=cfg.bootstrap)
+            on_edge = np.any(np.abs(prob.meta["thetas"][idx] - theta_star) >= cfg.radius - 1e-12, axis=1)
+            rows.append({"gamma": g, "estimator": name, "n": int(n), "trials": cfg.trials,
+                         "spread": float(np.sqrt(tr / n)), "spread_max_axis": float(np.sqrt(
+                             np.linalg.eigvalsh(inv).max() / n)), "resolution": cfg.resolution,
+                         "n_kl": n * e.mean(), "ci_low": lo, "ci_high": hi, "mean_kl": e.mean(),
+                         "asymptotic_constant": st["const"], "p_correct": float(np.mean(idx == prob.star)),
+                         "same_as_pmle": float(np.mean(idx == chosen["pmle"])),
+                         "frac_on_box_edge": float(np.mean(on_edge)), "n_policies": prob.n_policies})
     return pd.DataFrame(rows), raw
 
 

@@ -86,6 +86,8 @@ class Config(_runner.ScriptConfig):
     shard_trials: int = 300
 
     NAME = NAME
+    ONE_PROCESS = ("it times one process on purpose, and measures the 2-process sharded argmin by starting its own "
+                   "processes")
     QUICK = {"resolution": 0.05, "trials": 100, "naive_n": (1_000,), "repeats": 1, "square": 500,
              "size_resolutions": (0.1, 0.05), "sweep_n": (10, 10_000), "sweep_trials": (20, 100),
              "memory_resolution": 0.02, "stream_resolutions": (0.5, 0.25), "stream_trials": 10,

@@ -37,14 +37,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
 from finitepref import registry  # noqa: E402
 from finitepref.coverage import centered_log_probs  # noqa: E402
 from finitepref.preference import preference_probs  # noqa: E402
-from simulations import _runner, common, style  # noqa: E402
+from simulations import _launch, _runner, common, style  # noqa: E402
 from simulations.verdicts import Verdict  # noqa: E402
 
 NAME = "bound_check"
@@ -88,6 +87,7 @@ class Config(_runner.SweepConfig):
     problems: tuple[str, ...] = ("tight", "default")
 
     NAME = NAME
+    SHARD_CELLS = True
     QUICK = {"n_min": 100, "n_max": 1e4, "n_points": 3, "trials": 200, "tight_resolution": 0.04,
              "default_resolution": 0.04}
     """Coarser nets, three n, 200 trials: under 30 s on 2 cores."""
@@ -150,9 +150,13 @@ def sweep(prob: fp.ToyProblem, which: str, cfg: Config, seeds) -> pd.DataFrame:
               **{st: registry.get(ESTIMATOR[st]).error_table(prob) for st in ("thm4", "thm6", "thm7")}}
     bnd = statement_bounds(prob, ns.astype(np.float64), cfg.delta)
     rows = []
-    for i, n in enumerate(tqdm(ns, desc=f"bound check ({which})", unit="n")):
-        data = prob.sample(int(n), cfg.trials, seed=np.random.default_rng(seeds[i]))
-        chosen = common.fit_estimators(prob, data, ("pmle", "distill", "reverse_kl"))
+
+    def cell(i: int) -> dict[str, np.ndarray]:
+        data = prob.sample(int(ns[i]), cfg.trials, seed=np.random.default_rng(seeds[i]))
+        return common.fit_estimators(prob, data, ("pmle", "distill", "reverse_kl"))
+
+    picks = _launch.map_cells(cell, range(len(ns)), desc=f"bound check ({which})", unit="n")
+    for i, (n, chosen) in enumerate(zip(ns, picks, strict=True)):
         for st in STATEMENTS:
             err = tables[st][chosen[ESTIMATOR[st]]]
             q = float(np.quantile(err, 1 - cfg.delta))

@@ -38,12 +38,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
 from finitepref import registry  # noqa: E402
-from simulations import _runner, common, style  # noqa: E402
+from simulations import _launch, _runner, common, style  # noqa: E402
 from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict  # noqa: E402
 
 NAME = "coverage_gap"
@@ -76,6 +75,7 @@ class Config(_runner.SweepConfig):
     delta: float = 0.05
 
     NAME = NAME
+    SHARD_CELLS = True
     QUICK = {"n_points": 5, "trials": 200, "bootstrap": 200}
     """Fewer n and trials: under 30 s on 2 cores."""
     POSITIVE = ("gamma", "rare_values")
@@ -127,9 +127,12 @@ def sweep(prob: fp.ToyProblem, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]
     rng = np.random.default_rng(seeds[-1])
     tables = {"forward": prob.forward_kl_table(), "reverse": prob.reverse_kl_table()}
     rows, diffs = [], []
-    for i, n in enumerate(tqdm(ns, desc="coverage gap", unit="n")):
-        data = prob.sample(int(n), cfg.trials, seed=np.random.default_rng(seeds[i]))
-        chosen = common.fit_estimators(prob, data, ESTIMATORS)
+
+    def cell(i: int) -> dict[str, np.ndarray]:
+        return common.fit_estimators(prob, prob.sample(int(ns[i]), cfg.trials, seed=np.random.default_rng(seeds[i])),
+                                     ESTIMATORS)
+
+    for n, chosen in zip(ns, _launch.map_cells(cell, range(len(ns)), desc="coverage gap", unit="n"), strict=True):
         for name, idx in chosen.items():
             for div, tab in tables.items():
                 e = tab[idx]

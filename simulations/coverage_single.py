@@ -32,12 +32,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 import finitepref as fp  # noqa: E402
 from finitepref import registry  # noqa: E402
 from finitepref.online import online  # noqa: E402
-from simulations import _families, _runner, common, style  # noqa: E402
+from simulations import _families, _launch, _runner, common, style  # noqa: E402
 from simulations.verdicts import sign_verdict  # noqa: E402
 
 NAME = "coverage_single"
@@ -76,6 +75,7 @@ class Config(_runner.ScriptConfig):
     chipo_beta: float = 1.0
 
     NAME = NAME
+    SHARD_CELLS = True
     QUICK = {"trials": 150, "bootstrap": 200, "grid": 13, "points": 4}
     """Fewer trials, a coarser grid and 4 data policies per path: under 60 s on 2 cores."""
     POSITIVE = ("n", "gamma", "resolution", "band", "chipo_beta")
@@ -147,18 +147,23 @@ def sweep(cfg: Config) -> tuple[pd.DataFrame, dict]:
     prob, direction = make_problem(cfg)
     grid = coefficient_grid(prob, direction, cfg)
     paths = {path: choose_path(grid, *coefs, cfg) for path, coefs in PATHS.items()}
-    seeds = iter(np.random.SeedSequence(cfg.seed).spawn(sum(len(p) for p in paths.values())))
+    cells = [(path, i, point) for path, points in paths.items() for i, point in points.iterrows()]
+    seeds = np.random.SeedSequence(cfg.seed).spawn(len(cells))
     ci_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
     rows, raw = [], {}
-    for path, points in paths.items():
-        for i, point in tqdm(list(points.iterrows()), desc=f"coverage ({path})", unit="mu"):
-            p = _families.with_mu(prob, mu_family(prob, direction, point.a, point.b))
-            for name, err in errors_at(p, cfg, next(seeds)).items():
-                raw.setdefault((path, name), []).append(err)
-                lo, hi = common.bootstrap_mean_ci(err, ci_rng, resamples=cfg.bootstrap)
-                rows.append({"path": path, "point": i, "a": point.a, "b": point.b, "C_pi": point.C_pi,
-                             "C_single": point.C_single, "C_single_linf": point.C_single_linf, "estimator": name,
-                             "n": cfg.n, "trials": cfg.trials, "mean_kl": err.mean(), "ci_low": lo, "ci_high": hi})
+
+    def cell(j: int) -> dict[str, np.ndarray]:
+        point = cells[j][2]
+        return errors_at(_families.with_mu(prob, mu_family(prob, direction, point.a, point.b)), cfg, seeds[j])
+
+    picks = _launch.map_cells(cell, range(len(cells)), desc="coverage", unit="mu")
+    for (path, i, point), errors in zip(cells, picks, strict=True):
+        for name, err in errors.items():
+            raw.setdefault((path, name), []).append(err)
+            lo, hi = common.bootstrap_mean_ci(err, ci_rng, resamples=cfg.bootstrap)
+            rows.append({"path": path, "point": i, "a": point.a, "b": point.b, "C_pi": point.C_pi,
+                         "C_single": point.C_single, "C_single_linf": point.C_single_linf, "estimator": name,
+                         "n": cfg.n, "trials": cfg.trials, "mean_kl": err.mean(), "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows), {"grid": grid, "raw": raw, "problem": prob}
 
 

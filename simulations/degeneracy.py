@@ -38,12 +38,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import optimize  # noqa: E402
 from scipy.special import softmax  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
 from finitepref.divergences import entropy  # noqa: E402
-from simulations import _runner, common, style  # noqa: E402
+from simulations import _launch, _runner, common, style  # noqa: E402
 from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict  # noqa: E402
 
 NAME = "degeneracy"
@@ -93,6 +92,7 @@ class Config(_runner.SweepConfig):
     ps_grid: int = 600
 
     NAME = NAME
+    SHARD_CELLS = True
     QUICK = {"resolution": 0.4, "n_points": 3, "betas": (0.01, 0.1, 1.0), "trials": 200, "bootstrap": 200,
              "ps_grid": 200}
     """A coarser net, fewer points and trials: under 30 s on 2 cores."""
@@ -134,10 +134,16 @@ def sweep(prob: fp.ToyProblem, cfg: Config) -> pd.DataFrame:
     rng = np.random.default_rng(seeds[-1])
     rng_beyond = np.random.default_rng(np.random.SeedSequence([cfg.seed, 14]))
     rows, beyond = [], []
-    for (kind, n, beta), s in zip(tqdm(points, desc="degeneracy", unit="pt"), seeds, strict=False):
-        data = prob.sample(n, cfg.trials, seed=np.random.default_rng(s))
-        chosen = [(name, idx, rng, rows) for name, idx in choose(prob, data, beta).items()]
-        chosen += [(name, idx, rng_beyond, beyond) for name, idx in choose_beyond(prob, data, beta).items()]
+
+    def cell(i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        _, n, beta = points[i]
+        data = prob.sample(n, cfg.trials, seed=np.random.default_rng(seeds[i]))
+        return choose(prob, data, beta), choose_beyond(prob, data, beta)
+
+    picks = _launch.map_cells(cell, range(len(points)), desc="degeneracy", unit="pt")
+    for (kind, n, beta), (paper, more) in zip(points, picks, strict=True):
+        chosen = [(name, idx, rng, rows) for name, idx in paper.items()]
+        chosen += [(name, idx, rng_beyond, beyond) for name, idx in more.items()]
         for name, idx, ci_rng, out in chosen:
             lo, hi = common.bootstrap_mean_ci(ent[idx], ci_rng, resamples=cfg.bootstrap)
             out.append({"sweep": kind, "estimator": name, "n": n, "beta": beta, "trials": cfg.trials,

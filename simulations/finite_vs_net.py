@@ -39,10 +39,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from scipy import optimize  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 import finitepref as fp  # noqa: E402
-from simulations import _runner, common, style  # noqa: E402
+from simulations import _launch, _runner, common, style  # noqa: E402
 from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, interval_verdict  # noqa: E402
 
 NAME = "finite_vs_net"
@@ -89,6 +88,7 @@ class Config(_runner.ScriptConfig):
     bootstrap: int = 1000
 
     NAME = NAME
+    SHARD_CELLS = True
     QUICK = {"finite_trials": 1000, "finite_points": 10, "net_resolution": 0.04, "net_trials": 200, "n_points": 5,
              "n_max": 1e4, "window_min": 300, "window_max": 1e4, "bootstrap": 200}
     """Fewer trials and n, a coarser net: under 30 s on 2 cores."""
@@ -126,6 +126,12 @@ def chernoff_rates(prob: fp.ToyProblem) -> tuple[np.ndarray, np.ndarray]:
     return chern, bhat
 
 
+def _pmle_at(prob: fp.ToyProblem, cell: tuple[int, np.random.SeedSequence], trials: int) -> np.ndarray:
+    """The preference MLE's choice per trial on ``trials`` data sets of size n drawn from the cell's seed."""
+    n, seed = cell
+    return fp.estimators.pmle(prob, prob.sample(int(n), trials, seed=np.random.default_rng(seed)))
+
+
 def finite_sweep(prob: fp.ToyProblem, cfg: Config, ss: np.random.SeedSequence, chern: np.ndarray):
     """Gapped class over a linear n grid."""
     others = np.delete(chern, prob.star)
@@ -135,8 +141,9 @@ def finite_sweep(prob: fp.ToyProblem, cfg: Config, ss: np.random.SeedSequence, c
     ns = np.unique(np.linspace(max(1, n_max // cfg.finite_points), n_max, cfg.finite_points).round().astype(np.int64))
     fwd = prob.forward_kl_table()
     rows, wrong = [], np.empty((len(ns), cfg.finite_trials), dtype=bool)
-    for i, (n, s) in enumerate(zip(tqdm(ns, desc="gapped class", unit="n"), ss.spawn(len(ns)), strict=True)):
-        idx = fp.estimators.pmle(prob, prob.sample(int(n), cfg.finite_trials, seed=np.random.default_rng(s)))
+    cells = list(zip(ns, ss.spawn(len(ns)), strict=True))
+    picks = _launch.map_cells(lambda c: _pmle_at(prob, c, cfg.finite_trials), cells, desc="gapped class", unit="n")
+    for i, (n, idx) in enumerate(zip(ns, picks, strict=True)):
         wrong[i] = idx != prob.star
         k = int(wrong[i].sum())
         ci_low, ci_high = common.clopper_pearson(k, cfg.finite_trials)
@@ -173,8 +180,9 @@ def net_sweep(prob: fp.ToyProblem, cfg: Config, ss: np.random.SeedSequence, rng:
     ns = common.log_grid(cfg.n_min, cfg.n_max, cfg.n_points)
     fwd = prob.forward_kl_table()
     rows, errs = [], np.empty((len(ns), cfg.net_trials))
-    for i, (n, s) in enumerate(zip(tqdm(ns, desc="log-linear net", unit="n"), ss.spawn(len(ns)), strict=True)):
-        idx = fp.estimators.pmle(prob, prob.sample(int(n), cfg.net_trials, seed=np.random.default_rng(s)))
+    cells = list(zip(ns, ss.spawn(len(ns)), strict=True))
+    picks = _launch.map_cells(lambda c: _pmle_at(prob, c, cfg.net_trials), cells, desc="log-linear net", unit="n")
+    for i, (n, idx) in enumerate(zip(ns, picks, strict=True)):
         errs[i] = fwd[idx]
         lo, hi = common.bootstrap_mean_ci(errs[i], rng, resamples=cfg.bootstrap)
         k = int(np.sum(idx != prob.star))

@@ -30,13 +30,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 import bounds  # noqa: E402
 import finitepref as fp  # noqa: E402
 from finitepref import registry  # noqa: E402
 from finitepref.asymptotics import sandwich_constant  # noqa: E402
-from simulations import _limits, _runner, common, style  # noqa: E402
+from simulations import _launch, _limits, _runner, common, style  # noqa: E402
 from simulations.verdicts import AGREES, DISAGREES, Verdict, interval_verdict, sig  # noqa: E402
 
 NAME = "kl_vs_n"
@@ -89,6 +88,7 @@ class Config(_runner.SweepConfig):
     NAME = NAME
     QUICK = {"n_min": 10, "n_max": 1e5, "n_points": 5, "trials": 200, "bootstrap": 200}
     """Same problem, fewer trials and n: under 30 s on 2 cores, three n >= 1000 kept."""
+    SHARD_CELLS = True
     POSITIVE = ("n_prompts", "n_responses", "dim", "resolution", "radius", "reward_stride", "gamma", "dpo_beta",
                 "rlhf_beta", "ipo_tau", "chipo_beta", "window_min", "window_max")
 
@@ -138,9 +138,12 @@ def sweep(prob: fp.ToyProblem, cfg: Config) -> tuple[pd.DataFrame, dict[str, np.
     tables = {name: registry.get(name).error_table(prob) for name in cfg.estimators}
     errors = {name: np.empty((len(ns), cfg.trials)) for name in cfg.estimators}
     correct = {name: np.empty(len(ns)) for name in cfg.estimators}
-    for i, n in enumerate(tqdm(ns, desc="KL vs n", unit="n")):
-        data = prob.sample(int(n), cfg.trials, seed=np.random.default_rng(seeds[i]))
-        for name, idx in run_estimators(prob, data, cfg).items():
+
+    def cell(i: int) -> dict[str, np.ndarray]:
+        return run_estimators(prob, prob.sample(int(ns[i]), cfg.trials, seed=np.random.default_rng(seeds[i])), cfg)
+
+    for i, chosen in enumerate(_launch.map_cells(cell, range(len(ns)), desc="KL vs n", unit="n")):
+        for name, idx in chosen.items():
             errors[name][i] = tables[name][idx]
             correct[name][i] = np.mean(idx == prob.star)
     bound = theory_bounds(prob, ns.astype(np.float64), cfg.delta)

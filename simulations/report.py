@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 import finitepref
-from simulations import _runner
+from simulations import _launch, _runner
 from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, from_frame, sig
 
 NAME = "report"
@@ -101,12 +101,16 @@ def matches(folder: Path, script: str, cfg: Config) -> tuple[bool, str]:
 
 
 def run_or_reuse(script: str, cfg: Config) -> tuple[Path, str]:
-    """Run ``script`` unless a matching results folder exists (or ``rerun``); returns the folder and what happened."""
+    """Run ``script`` unless a matching results folder exists (or ``rerun``); returns the folder and what happened.
+
+    Under torchrun, rank 0 decides (it holds the results folders) and every rank runs the script with it.
+    """
     folder = folder_of(script, cfg)
-    ok, why = matches(folder, script, cfg)
+    ok, why = _launch.on_rank0(matches, folder, script, cfg)
     if ok and not cfg.rerun:
         return folder, "reused"
-    print(f"report: running simulations.{script}{' --quick' if cfg.quick_runs else ''} ({why})", flush=True)
+    if _launch.is_main():
+        print(f"report: running simulations.{script}{' --quick' if cfg.quick_runs else ''} ({why})", flush=True)
     argv = (["--quick"] if cfg.quick_runs else []) + ["--out", str(folder)]
     importlib.import_module(f"simulations.{script}").main(argv)
     return folder, "ran"
@@ -148,8 +152,11 @@ def oracle_rows(cfg: Config) -> tuple[list[Verdict], Path | None]:
                     f"{' --quick' if cfg.quick_runs else ''} (it trains language models; the report does not)")], None
 
 
-def collect(cfg: Config) -> tuple[pd.DataFrame, dict[str, Path], dict]:
-    """Every claim row (source, claim, verdict, evidence, figure), the figures, what ran and what was reused."""
+def collect(cfg: Config, ran: dict[str, tuple[Path, str]]) -> tuple[pd.DataFrame, dict[str, Path], dict]:
+    """Every claim row (source, claim, verdict, evidence, figure), the figures, what ran and what was reused.
+
+    ``ran`` maps each experiment to its results folder and whether it ran or was reused (:func:`run_or_reuse`).
+    """
     rows, figures, provenance = [], {}, {}
 
     def add(source: str, verdicts: list[Verdict], figure: str | None) -> None:
@@ -158,7 +165,7 @@ def collect(cfg: Config) -> tuple[pd.DataFrame, dict[str, Path], dict]:
 
     add("bounds/FINDINGS.md", appendix_b(), None)
     for script in cfg.scripts:
-        folder, how = run_or_reuse(script, cfg)
+        folder, how = ran[script]
         provenance[script] = {"folder": str(folder), "how": how}
         png = folder / f"{script}.png"
         if png.is_file():
@@ -231,8 +238,18 @@ def page(table: pd.DataFrame, figures: dict[str, Path], provenance: dict, cfg: C
 
 
 def run(cfg: Config) -> _runner.Outcome:
-    """Collect every claim, then build both documents (figures copied into ``figures/``)."""
-    table, figures, provenance = collect(cfg)
+    """Run or reuse every experiment, collect every claim, then build both documents (figures copied into ``figures/``).
+
+    Under torchrun every rank runs the experiments (each split over the ranks as it would be alone);
+    rank 0 reads their results and builds the documents.
+    """
+    ran = {script: run_or_reuse(script, cfg) for script in cfg.scripts}
+    return _launch.on_rank0(documents, cfg, ran)
+
+
+def documents(cfg: Config, ran: dict[str, tuple[Path, str]]) -> _runner.Outcome:
+    """The report's outcome from the experiments' results folders: its table, both documents and the figures."""
+    table, figures, provenance = collect(cfg, ran)
     staging = Path(tempfile.mkdtemp(prefix="finitepref-report-figures-"))
     for name, path in figures.items():
         shutil.copyfile(path, staging / f"{name}.png")

@@ -36,11 +36,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 import finitepref as fp  # noqa: E402
 from finitepref.asymptotics import preference_fisher, sandwich_constant  # noqa: E402
-from simulations import _runner, common, style  # noqa: E402
+from simulations import _launch, _runner, common, style  # noqa: E402
 from simulations._families import centered_net, tempered_mu  # noqa: E402
 from simulations.verdicts import AGREES, DISAGREES, Verdict, interval_verdict, sig  # noqa: E402
 
@@ -83,6 +82,7 @@ class Config(_runner.ScriptConfig):
     bootstrap: int = 500
 
     NAME = NAME
+    SHARD_CELLS = True
     QUICK = {"gammas": (0.25, 1.0, 2.0), "taus": (0.0, 3.0, 6.0), "resolution": 0.02,
              "resolutions": (0.16, 0.04, 0.02), "spreads": (0.15, 0.1), "trials": 200, "bootstrap": 200}
     """Three values per sweep, two n per setting, coarser nets, 200 trials: under 30 s on 2 cores."""
@@ -128,30 +128,35 @@ def sweep(cfg: Config):
     cases = settings(cfg)
     seeds = np.random.SeedSequence(cfg.seed).spawn(len(cases))
     ci_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed + 1).spawn(1)[0])
+    ns = [sample_sizes(prob, cfg.spreads) for _, _, prob in cases]
+    cells = [(c, i, s) for c, ss in enumerate(seeds) for i, s in enumerate(ss.spawn(len(cfg.spreads)))]
+
+    def cell(c_i_s) -> np.ndarray:
+        c, i, s = c_i_s
+        prob = cases[c][2]
+        return fp.estimators.pmle(prob, prob.sample(int(ns[c][i]), cfg.trials, seed=np.random.default_rng(s)))
+
+    picks = iter(_launch.map_cells(cell, cells, desc="scaling", unit="run"))
     rows, errors = [], []
-    with tqdm(total=len(cases) * len(cfg.spreads), desc="scaling", unit="run") as bar:
-        for (name, value, prob), ss in zip(cases, seeds, strict=True):
-            ns = sample_sizes(prob, cfg.spreads)
-            m = prob.meta
-            asym = sandwich_constant(m["features"], m["theta_star"], prob.prompt_probs.numpy(), prob.mu.numpy(),
-                                     prob.gamma)
-            C_pi, K = prob.coverage(), prob.n_policies
-            fwd = prob.forward_kl_table()
-            errs = np.empty((len(ns), cfg.trials))
-            for i, (n, s) in enumerate(zip(ns, ss.spawn(len(ns)), strict=True)):
-                data = prob.sample(int(n), cfg.trials, seed=np.random.default_rng(s))
-                idx = fp.estimators.pmle(prob, data)
-                errs[i] = fwd[idx]
-                lo, hi = common.bootstrap_mean_ci(errs[i], ci_rng, resamples=cfg.bootstrap)
-                shape = C_pi * np.log(K / cfg.delta) / (prob.gamma**2 * n)
-                rows.append({"sweep": name, "value": value, "gamma": prob.gamma, "C_pi": C_pi, "n_policies": K,
-                             "log_class_over_delta": np.log(K / cfg.delta), "R": prob.boundedness(),
-                             "spread": cfg.spreads[i], "n": int(n), "trials": cfg.trials,
-                             "mean_kl": errs[i].mean(), "ci_low": lo, "ci_high": hi, "n_kl": n * errs[i].mean(),
-                             "p_correct": float(np.mean(idx == prob.star)), "asymptotic_constant": asym,
-                             "bound_shape": shape})
-                bar.update()
-            errors.append(errs)
+    for (name, value, prob), n_c in zip(cases, ns, strict=True):
+        m = prob.meta
+        asym = sandwich_constant(m["features"], m["theta_star"], prob.prompt_probs.numpy(), prob.mu.numpy(),
+                                 prob.gamma)
+        C_pi, K = prob.coverage(), prob.n_policies
+        fwd = prob.forward_kl_table()
+        errs = np.empty((len(n_c), cfg.trials))
+        for i, n in enumerate(n_c):
+            idx = next(picks)
+            errs[i] = fwd[idx]
+            lo, hi = common.bootstrap_mean_ci(errs[i], ci_rng, resamples=cfg.bootstrap)
+            shape = C_pi * np.log(K / cfg.delta) / (prob.gamma**2 * n)
+            rows.append({"sweep": name, "value": value, "gamma": prob.gamma, "C_pi": C_pi, "n_policies": K,
+                         "log_class_over_delta": np.log(K / cfg.delta), "R": prob.boundedness(),
+                         "spread": cfg.spreads[i], "n": int(n), "trials": cfg.trials,
+                         "mean_kl": errs[i].mean(), "ci_low": lo, "ci_high": hi, "n_kl": n * errs[i].mean(),
+                         "p_correct": float(np.mean(idx == prob.star)), "asymptotic_constant": asym,
+                         "bound_shape": shape})
+        errors.append(errs)
     return pd.DataFrame(rows), errors
 
 

@@ -146,6 +146,9 @@ class Config(_runner.ScriptConfig):
     keep_runs: bool = False
 
     NAME = "oracle_lm"
+    ONE_PROCESS = ("it trains one small model per stage through finitepref.llm's trainer, whose accelerate loop "
+                   "would take the launcher's ranks for data parallelism of that one model; the trainer itself scales "
+                   "out with `accelerate launch -m finitepref.llm train`")
     QUICK = {"alphabet_size": 4, "length": 3, "n_prompts": 2, "n_grid": (32, 128), "seeds": 2, "batch_size": 8,
              "max_steps": 10, "eval_every": 2, "rm_max_steps": 16, "rm_eval_every": 8, "rm_patience": 1,
              "pilot_n": 64, "pilot_seeds": 2, "lr_factors": (1.0, 3.0), "lr_extensions": 0,
