@@ -7,11 +7,11 @@ implementation of every loss), :mod:`finitepref.estimators` (exact argmins),
 The language-model trainer lives in :mod:`finitepref.llm` and is imported on demand only.
 """
 
-from . import coverage, divergences, estimators, losses, online, preference, registry
+from . import coverage, divergences, estimators, hypercube, losses, online, preference, registry
 from .preference import PreferenceData
 from .problem import ToyProblem
 
 __version__ = "0.1.0"
 
 __all__ = ["ToyProblem", "PreferenceData", "losses", "estimators", "registry", "online", "divergences", "coverage",
-           "preference", "__version__"]
+           "hypercube", "preference", "__version__"]

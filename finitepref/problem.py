@@ -33,7 +33,7 @@ from ._validate import (
 )
 from .divergences import kl
 from .preference import PreferenceData, pair_law, sample_counts
-from .streamed import LogLinearClass, StreamedClass
+from .streamed import InducedClass, LogLinearClass, StreamedClass
 
 __all__ = ["ToyProblem"]
 
@@ -57,8 +57,9 @@ class ToyProblem:
         Index of :math:`\pi^*` in :math:`\Pi` (realizability, Assumption 1).
     gamma : float
         Tilt :math:`\gamma > 0` of the preference model, eq. (2).
-    rewards : array (M, X, A), optional
-        A finite reward class :math:`\mathcal R` (eq. 9).
+    rewards : array (M, X, A) or StreamedClass, optional
+        A finite reward class :math:`\mathcal R` (eq. 9); a :class:`finitepref.streamed.StreamedClass` of
+        reward rows is read chunk by chunk like a streamed policy class.
     reference : array (X, A), optional
         The reference policy :math:`\pi_0`, with full support.
     device : str or torch.device
@@ -131,6 +132,11 @@ class ToyProblem:
         return out if ndim == 3 else out[0]
 
     def _read_rewards(self, rewards) -> torch.Tensor:
+        if isinstance(rewards, StreamedClass):  # e.g. gamma ln Pi of a streamed class (finitepref.hypercube)
+            if tuple(rewards.shape[1:]) != (self.n_prompts, self.n_responses):
+                raise ValueError(f"rewards: expected shape (M, {self.n_prompts}, {self.n_responses}), "
+                                 f"got {tuple(rewards.shape)}")
+            return rewards.to(self.device)
         r = as_float64("rewards", rewards, 3, self.device)
         if tuple(r.shape[1:]) != (self.n_prompts, self.n_responses) or r.shape[0] < 1:
             raise ValueError(f"rewards: expected shape (M, {self.n_prompts}, {self.n_responses}), got {tuple(r.shape)}")
@@ -192,6 +198,8 @@ class ToyProblem:
     def induced_log_policies(self, rewards: torch.Tensor | None = None) -> torch.Tensor:
         r"""Log-probabilities of :math:`\mathcal P_\gamma(\mathcal R)`: :math:`\pi_R\propto\exp(R/\gamma)`, eq. (8)."""
         r = self.require_rewards() if rewards is None else rewards
+        if isinstance(r, StreamedClass):
+            return InducedClass(r, self.gamma)
         return torch.log_softmax(r / self.gamma, dim=-1)
 
     def to(self, device: str | torch.device) -> ToyProblem:

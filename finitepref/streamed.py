@@ -13,6 +13,9 @@ proportional to one chunk. Its ``_version`` is constant (the class is immutable)
 cache (:mod:`finitepref._tablecache`) keys it safely; its tables exceed the cache budget at
 :math:`|\Pi| = 10^7` and are then streamed.
 
+A reward class may be streamed too (``ToyProblem(..., rewards=<StreamedClass>)``); its induced class
+:math:`\mathcal P_\gamma(\mathcal R)` of eq. (8) is then :class:`InducedClass`, streamed in turn.
+
 ``ToyProblem.loglinear_grid(..., stream=True)`` builds the same problem (same seed, same
 :math:`\theta^*`, rewards, reference) with the class streamed.
 """
@@ -24,7 +27,7 @@ import torch
 
 Tensor = torch.Tensor
 
-__all__ = ["StreamedClass", "LogLinearClass"]
+__all__ = ["StreamedClass", "LogLinearClass", "InducedClass"]
 
 
 class StreamedClass:
@@ -97,3 +100,25 @@ class LogLinearClass(StreamedClass):
 
     def to(self, device) -> LogLinearClass:
         return LogLinearClass(self.features.to(device), self.half, self.resolution)
+
+
+class InducedClass(StreamedClass):
+    r""":math:`\mathcal P_\gamma(\mathcal R) = \{\pi_R\propto e^{R/\gamma}\}` (eq. 8) of a streamed reward class, streamed.
+
+    Parameters
+    ----------
+    rewards : StreamedClass
+        Reward rows :math:`R(x, a)`, shape ``(M, X, A)``.
+    gamma : float
+        The tilt :math:`\gamma > 0` of eq. (2).
+    """
+
+    def __init__(self, rewards: StreamedClass, gamma: float) -> None:
+        self.rewards, self.gamma = rewards, float(gamma)
+        self.shape, self.device = rewards.shape, rewards.device
+
+    def rows(self, index: Tensor) -> Tensor:
+        return torch.log_softmax(self.rewards.rows(index) / self.gamma, -1)
+
+    def to(self, device) -> InducedClass:
+        return InducedClass(self.rewards.to(device), self.gamma)

@@ -37,7 +37,7 @@ from simulations.verdicts import AGREES, DISAGREES, INCONCLUSIVE, Verdict, from_
 
 NAME = "report"
 SCRIPTS = ("kl_vs_n", "bound_check", "scaling", "finite_vs_net", "coverage_gap", "degeneracy", "asymptotics",
-           "coverage_single")
+           "coverage_single", "log_class_size")
 """The experiments the report runs or reuses (``benchmark`` measures timings only; ``oracle_lm`` is read, not run)."""
 ROOT = Path(__file__).resolve().parent.parent
 FINDINGS = ROOT / "bounds" / "FINDINGS.md"

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["finitepref.losses", "finitepref.estimators", "finitepref.registry", "finitepref.preference"]
+MODULES = ["finitepref.losses", "finitepref.estimators", "finitepref.registry", "finitepref.preference",
+           "finitepref.hypercube", "bounds.assouad"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -12,7 +12,7 @@ import pytest
 from simulations import _runner
 
 SCRIPTS = ("kl_vs_n", "bound_check", "scaling", "finite_vs_net", "coverage_gap", "degeneracy", "asymptotics",
-           "benchmark", "oracle_lm", "coverage_single", "report")
+           "benchmark", "oracle_lm", "coverage_single", "log_class_size", "report")
 
 
 def _config(script: str) -> type:
@@ -95,6 +95,8 @@ asymptotics   | --estimators distill            | estimators: must include 'pmle
 finite_vs_net | --finite-points 1               | finite_points: need >= 2
 coverage_gap  | --mu-rare 1.5                   | mu_rare: must be in (0, 1)
 coverage_gap  | --theta-values 1 2              | theta_values: must contain 0
+log_class_size | --scales 20                    | must stay below 1/2
+log_class_size | --d-min 9 --d-max 9            | need at least two values of d
 """
 """The cases of issue 11 and more: script | arguments | what the one-line error must say."""
 
