@@ -29,9 +29,11 @@ STORED_LR = {"pmle": 1.2e-5, "pmle_nokl": 3.3e-5, "distill": 3.3e-5, "reverse_kl
 """Centres of the pilot's learning-rate grids (and the rates used with ``--no-pilot``): the choices of the
 pilots in ``docs/results/`` (default world): REBEL's and RLHF's centre moved up threefold, since their win-rate
 settles within the budget only at the upper part of the earlier grid."""
-STORED_BUDGET = {"pmle": 96, "pmle_nokl": 80, "distill": 160, "reverse_kl": 160, "dpo": 112, "rebel": 160,
-                 "rlhf": 160}
-"""Gradient steps per algorithm used with ``--no-pilot`` (the same pilot's budgets; 160 = its cap)."""
+STORED_BUDGET = {"pmle": 168, "pmle_nokl": 144, "distill": 144, "reverse_kl": 120, "dpo": 192, "rebel": 168,
+                 "rlhf": 120}
+"""Gradient steps per algorithm used with ``--no-pilot``: the budgets of the full run's pilot
+(``docs/results/oracle_full_lr_choice.csv``, commit d93de37). That pilot chose other rates than the
+centres for PMLE beta=0, distillation, REBEL and RLHF: pass them with ``--lrs`` to reproduce its choices."""
 QUICK_LR = {"pmle": 1e-3, "pmle_nokl": 3e-4, "distill": 3e-4, "reverse_kl": 1e-3, "dpo": 3e-4, "rebel": 3e-4,
             "rlhf": 3e-4}
 """``--quick``'s grid centres: larger rates, so that 10 steps move the policies."""
