@@ -5,6 +5,10 @@ vocabulary, key/value width, gated MLP, tied embeddings), from a local ``config.
 is a directory, or from building a ``tiny:`` model. The estimate counts weights, gradients and AdamW
 moments of trainable parameters (in the trained weights' dtype; LoRA adapters in float32), the frozen reference (a copy unless LoRA),
 reward and value models, and a rough activation term; it is a planning number, not a measurement.
+:func:`sharding_table` divides it per process under each shipped accelerate config, adding DDP's
+gradient buckets and FSDP's largest unsharded unit, and :func:`cpu_run_phases` follows one process
+through loading, ``prepare``, training and saving (checked on two CPU processes under FSDP by
+``tests/llm/test_fsdp.py``).
 """
 
 from __future__ import annotations
@@ -214,15 +218,91 @@ SHARDINGS = {
 across processes. Frozen copies (a reference without LoRA, the reward model) are not prepared by
 accelerate and stay whole on every process."""
 
+WEIGHTS = ("policy_weights", "reference_weights", "reward_model_weights", "value_model_weights")
+"""The parts of :func:`estimate` that are weights (held from loading to the end of the run)."""
+
+
+def fsdp_unit_count(arch: Arch) -> int:
+    """Parameters of the largest FSDP unit: accelerate's FSDP2 wraps each decoder block, the input
+    embedding, and [final norm, output layer] (with tied weights, embedding and output layer
+    together)."""
+    head = arch.vocab * arch.hidden + 2 * arch.hidden
+    return max(layer_count(arch), arch.vocab * arch.hidden, head)
+
+
+def _transients(cfg: Config, arch: Arch) -> dict:
+    """GiB each sharding adds to the training state, by name.
+
+    DDP keeps a second copy of every trained gradient in its all-reduce buckets (accelerate leaves
+    ``gradient_as_bucket_view`` off). FSDP gathers one unit's whole weights for its forward and
+    backward and holds the unit's whole gradient until the reduce-scatter: the largest unit's
+    weights and, when it is trained in full, its gradient. DeepSpeed's buckets are not modelled.
+    """
+    wb, tb, gib, record = BYTES[cfg.model.dtype], _trained_bytes(cfg), 1024**3, cfg.algorithm.record
+    n = param_count(arch)
+    buckets = _trainable(cfg, arch, n) * tb
+    unit = fsdp_unit_count(arch)
+    unit_bytes = unit * wb + (0 if (cfg.lora.enabled and record.adapters) else unit * tb)
+    if record.needs_value_head:
+        ra = _arch_of(cfg.reward.model) or _arch_of(cfg.model.family) or arch
+        buckets += param_count(ra, lm_head=False) * wb
+    return {"ddp.yaml": {"ddp_grad_buckets": buckets / gib},
+            "fsdp.yaml": {"fsdp_unsharded_unit": unit_bytes / gib}}
+
+
+def _per_process(parts: dict, split: tuple, num_processes: int, extra: dict) -> float:
+    """GiB per process of ``parts`` with the ``split`` ones divided over the processes, plus ``extra``."""
+    return sum(v / num_processes if k in split else v for k, v in parts.items()) + sum(extra.values())
+
+
+def cpu_run_phases(cfg: Config, sharding: str = "fsdp.yaml", num_processes: int = 2) -> dict:
+    """GiB of memory of the largest process (rank 0) in each phase of a run under ``sharding`` on
+    ``num_processes`` processes, when the device is the host (a CPU run; on GPUs, ``load`` and the
+    gathered copy of ``save`` are host RAM and ``train`` is device memory).
+
+    ``load``: every process builds the whole policy and frozen models (``fsdp_cpu_ram_efficient_loading:
+    false``), or the policy while a checkpoint of another dtype converts. ``prepare``: the sharded
+    copies of the split weights are made while the whole ones are still referenced (FSDP2's
+    ``fully_shard``), or DDP's buckets are allocated. ``train``: the per-process training state
+    (:func:`sharding_table`'s number). ``save``: the state at rest (weights and optimiser states;
+    gradients are cleared) plus, when the policy's weights are split, its whole state dict gathered
+    on rank 0 for ``<output_dir>/model`` and the largest tensor (the embedding) in flight while it is
+    gathered. ``peak``: the largest phase.
+    """
+    arch = _arch_of(cfg.model.name) or _arch_of(cfg.model.family)
+    if arch is None:
+        return {}
+    parts, split = _parts(cfg, arch, num_processes)[2], SHARDINGS[sharding]
+    extra = _transients(cfg, arch).get(sharding, {})
+    weights = sum(v for k, v in parts.items() if k in WEIGHTS)
+    shards = sum(v / num_processes for k, v in parts.items() if k in WEIGHTS and k in split)
+    at_rest = {k: v for k, v in parts.items() if k not in ("gradients", "activations(rough)")}
+    gathered = 0.0
+    if "policy_weights" in split and num_processes > 1:  # whole state dict + the tensor being gathered
+        gathered = parts["policy_weights"] + arch.vocab * arch.hidden * BYTES[cfg.model.dtype] / 1024**3
+    phases = {"load": max(weights, host_load_peak(cfg, arch)),
+              "prepare": weights + shards + extra.get("ddp_grad_buckets", 0.0),
+              "train": _per_process(parts, split, num_processes, extra),
+              "save": _per_process(at_rest, split, num_processes, {"ddp_grad_buckets": extra.get(
+                  "ddp_grad_buckets", 0.0)}) + gathered}
+    phases["peak"] = max(phases.values())
+    return {k: round(v, 2) for k, v in phases.items()}
+
 
 def sharding_table(cfg: Config, num_gpus: int = 4, gpu_gib: float = 40.0) -> dict:
     """Per-GPU GiB under each shipped sharding on ``num_gpus`` GPUs of ``gpu_gib`` (the paper: 4 x
-    A100 40 GB), which of them fit, and a one-line verdict."""
+    A100 40 GB), which of them fit, and a one-line verdict.
+
+    ``per_gpu_gib`` is the training state per process (:data:`SHARDINGS` splits the parts of
+    :func:`estimate`) plus the sharding's own buffers (``transients_gib``: DDP's gradient buckets,
+    FSDP's unsharded unit). ``cpu_run_gib_by_phase`` is :func:`cpu_run_phases` for each sharding:
+    the memory of rank 0 while loading, preparing, training and saving.
+    """
     arch = _arch_of(cfg.model.name) or _arch_of(cfg.model.family)
     if arch is None:
         return {"verdict": f"unknown architecture {cfg.model.name!r}"}
-    parts = _parts(cfg, arch, num_gpus)[2]
-    per_gpu = {name: round(sum(v / num_gpus if k in split else v for k, v in parts.items()), 2)
+    parts, transients = _parts(cfg, arch, num_gpus)[2], _transients(cfg, arch)
+    per_gpu = {name: round(_per_process(parts, split, num_gpus, transients.get(name, {})), 2)
                for name, split in SHARDINGS.items()}
     deepspeed_ok = not cfg.algorithm.record.needs_value_head  # one model per DeepSpeed engine
     sharded_ok = not cfg.model.unfrozen_layers  # the shared frozen trunk needs whole parameters
@@ -239,4 +319,7 @@ def sharding_table(cfg: Config, num_gpus: int = 4, gpu_gib: float = 40.0) -> dic
         verdict += "; DeepSpeed configs unusable (PPO prepares two trained models)"
     if not sharded_ok:
         verdict += "; ZeRO-3 and FSDP unusable (model.unfrozen_layers shares the frozen trunk with pi_0)"
-    return {"num_gpus": num_gpus, "gpu_gib": gpu_gib, "per_gpu_gib": per_gpu, "fits": fits, "verdict": verdict}
+    return {"num_gpus": num_gpus, "gpu_gib": gpu_gib, "per_gpu_gib": per_gpu,
+            "transients_gib": {k: {n: round(v, 2) for n, v in d.items()} for k, d in transients.items()},
+            "cpu_run_gib_by_phase": {name: cpu_run_phases(cfg, name, num_gpus) for name in SHARDINGS},
+            "fits": fits, "verdict": verdict}
