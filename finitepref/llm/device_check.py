@@ -198,8 +198,7 @@ def _finite(metrics: dict) -> bool:
 
 def algorithm_check(name: str, shape: Shape, model: Path, data: Path, folder: Path) -> dict:
     """Train ``name`` for two updates; tokens/s, peak memory against the estimate, NaN check."""
-    from accelerate import Accelerator
-
+    from .accelerators import make_accelerator
     from .memory import estimate
     from .train import train
 
@@ -211,7 +210,7 @@ def algorithm_check(name: str, shape: Shape, model: Path, data: Path, folder: Pa
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=shape.mixed_precision)
+        accelerator = make_accelerator(mixed_precision=shape.mixed_precision)
         result = train(cfg, accelerator)
         accelerator.free_memory()  # drop the prepared models and optimiser before the next algorithm
         row["seconds"] = time.perf_counter() - start

@@ -156,10 +156,10 @@ def save_final(run: Run, last_metrics: dict) -> None:
 
 def train(cfg: Config, accelerator=None) -> dict:
     """Run one stage; returns a summary dict (final metrics, steps, output paths)."""
-    from accelerate import Accelerator
+    from .accelerators import make_accelerator
 
     validate(cfg)
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = accelerator or make_accelerator()
     out, main = Path(cfg.output_dir), accelerator.is_main_process
     prepare_output_dir(cfg, main)
     if main:

@@ -6,8 +6,8 @@ line: the ``--dry-run`` estimate (``total_gib``) and the measured increase of th
 a randomly initialised Pythia-160M-shaped GPT-NeoX (published configuration) into MODEL_DIR.
 
 ``accelerate launch ... tests/llm/measure_memory.py phases MODEL_DIR OUT_DIR CONFIG [--set ...]``
-trains under the launcher (under an FSDP config file, with FSDP really applied on CPU processes:
-``fsdp_cpu.py``) and writes, per rank, ``OUT_DIR/memory-rank-<rank>.json``: the peak and final
+trains under the launcher (under an FSDP config file, FSDP is really applied on CPU processes:
+:func:`finitepref.llm.accelerators.make_accelerator`) and writes, per rank, ``OUT_DIR/memory-rank-<rank>.json``: the peak and final
 resident-set increase of each phase of the run (:class:`Phases`), over the resident set just before
 training. Each phase's peak is read from VmHWM after resetting it (``/proc/self/clear_refs``) when
 the phase starts, so it does not depend on sampling times.
@@ -145,17 +145,13 @@ def phases_main(argv: list[str]) -> None:
         return loop(r, *args)
 
     train.run_loop = run_loop
-    from fsdp_cpu import fsdp_on_cpu  # this script's folder
-
-    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-    accelerator = fsdp_on_cpu() if fsdp else None
     phases = Phases()
     for owner, attr, name in [(run, "build_models", "load"), (accelerate.Accelerator, "prepare", "prepare"),
                               (train, "run_loop", "train"), (train, "save_final", "save"),
                               (train, "save_checkpoint", "checkpoint"),
                               (accelerate.Accelerator, "get_state_dict", "gather")]:
         phases.wrap(owner, attr, name)
-    train.train(cfg, accelerator)
+    train.train(cfg)
     from accelerate.state import AcceleratorState
 
     result = {**phases.result(), **seen, "distributed_type": str(AcceleratorState().distributed_type)}

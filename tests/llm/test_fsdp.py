@@ -19,8 +19,6 @@ from finitepref.llm.train import train
 
 REPO = Path(__file__).resolve().parents[2]
 FSDP = Path(CONFIG_DIR) / "accelerate" / "fsdp.yaml"
-FSDP_TRAIN = (str(Path(__file__).with_name("fsdp_cpu.py")), "train")
-"""``python -m finitepref.llm train`` with FSDP really applied on CPU processes (``fsdp_cpu.py``)."""
 
 
 def _env():
@@ -63,9 +61,9 @@ def test_fsdp_two_processes_match_one_through_resume(algo, extra, tmp_path, make
               "--set", "train.save_every=2", "--output-dir", str(tmp_path / "two")]
     for item in extra:
         common += ["--set", item]
-    _launch([*common, "--max-steps", "2"], tmp_path, target=FSDP_TRAIN)  # stopped after 2 updates
+    _launch([*common, "--max-steps", "2"], tmp_path)  # stopped after 2 updates
     assert (tmp_path / "two" / "checkpoints" / "step-2" / "pytorch_model_fsdp_0").is_dir()  # sharded, not DDP's
-    r = _launch([*common, "--resume"], tmp_path, target=FSDP_TRAIN)
+    r = _launch([*common, "--resume"], tmp_path)
     assert "resuming from" in r.stdout and "step 2" in r.stdout
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["num_processes"] == 2 and summary["steps"] == one["steps"] == 4
@@ -81,16 +79,14 @@ def test_fsdp_two_processes_match_one_through_resume(algo, extra, tmp_path, make
 
 
 @pytest.mark.slow
-def test_deepspeed_zero2_on_two_cpu_processes_matches_one(tmp_path, make_cfg):
-    """DeepSpeed's CPU accelerator (``pip install deepspeed``; skipped when it is not installed)."""
-    pytest.importorskip("deepspeed")
-    one = train(make_cfg("tiny/dpo", tmp_path / "one"))
-    _launch(["--config", "tiny/dpo", "--set", "log.tensorboard=false", "--set", "log.progress=false", "--output-dir",
-             str(tmp_path / "two")], tmp_path, FSDP.with_name("deepspeed_zero2.yaml"))
-    assert json.loads((tmp_path / "two" / "summary.json").read_text())["steps"] == one["steps"]
-    a, b = (load_file(str(tmp_path / d / "model" / "model.safetensors")) for d in ("one", "two"))
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5)
+def test_deepspeed_launch_on_cpu_is_refused_not_run_as_ddp(monkeypatch):
+    """accelerate maps every CPU launch to DDP; the trainer refuses a DeepSpeed launch there instead."""
+    from finitepref.llm.accelerators import make_accelerator
+    from finitepref.llm.errors import ConfigError
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ConfigError, match="DeepSpeed config on a machine without a GPU"):
+        make_accelerator()
 
 
 MEASURE = Path(__file__).with_name("measure_memory.py")

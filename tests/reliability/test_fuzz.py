@@ -223,7 +223,8 @@ BOUND_ARGS = {
     "proposition12": 3, "eq18": 5, "eq18_corrected": 5, "proposition14_factor": 1, "theorem4": 6,
     "theorem4_corrected": 6, "theorem6": 7, "theorem6_corrected": 7, "theorem7": 7, "theorem7_corrected": 7,
     "lemma8": 2, "lemma8_corrected": 2, "lemma9_factor": 1, "lemma9_upper_factor": 1, "lemma10_factor": 1,
-    "log_sigmoid_gap": 2, "sigmoid_gap": 2, "psi": 1,
+    "log_sigmoid_gap": 2, "sigmoid_gap": 2, "psi": 1, "hypercube_coordinate_kl": 1, "hypercube_win_probability": 2,
+    "hypercube_lower_bound": 4, "hypercube_lower_bound_bh": 4,
 }
 
 
