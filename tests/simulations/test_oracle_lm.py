@@ -337,7 +337,8 @@ def test_quick_run_writes_outputs(quick_run):
     assert all(f"claim {k}" in claims for k in (1, 2, 3, 4))
     assert set(v["reward_model"]) == {"none", "standard", "realizable", "oracle"}
     conv = pd.read_csv(out / "convergence.csv")
-    assert len(conv) == df.groupby(["algorithm", "reward_model", "n"]).ngroups
+    assert len(conv) == 3 * df.groupby(["algorithm", "reward_model", "n"]).ngroups  # one row per checked metric
+    assert set(conv["metric"]) == {"kl_star_pi", "win_rate_exact", "kl_pi_pi0"}
     choice = pd.read_csv(out / "lr_choice.csv")
     assert set(choice["where"]) <= {"interior", "lower edge", "upper edge"}
     assert summary["world"]["responses_per_prompt"] == 64
