@@ -22,7 +22,9 @@ Budget
     Least recently used tables are evicted first. :func:`clear` empties the cache.
 
 The cache changes no value: a cached chunk is a copy of the chunk the builder returns, so the
-matrix products, ties and argmins are bit-for-bit those of an uncached call.
+matrix products, ties and argmins are bit-for-bit those of an uncached call. A table enters the
+cache only after the scan that built it has checked every chunk (no NaN), so a cached table is not
+checked again.
 """
 
 from __future__ import annotations
@@ -122,24 +124,32 @@ def _store(key, table: Tensor) -> None:
 
 
 class Source:
-    """The rows ``[lo, hi)`` of a table: from the cache, or from ``build`` (copied into the cache on the way).
+    """The rows ``[lo, hi)`` of a table: from the cache, or from ``build`` (copied into one tensor on the way,
+    cached by :meth:`commit`).
 
-    Called with a slice of global row indices inside ``[lo, hi)``; returns ``(rows, columns)``.
+    Called with a slice of global row indices inside ``[lo, hi)``; returns ``(rows, columns)``. ``cached``
+    says the rows come from the cache, hence from a scan that checked them all (no NaN).
     """
 
     def __init__(self, build: Callable[[slice], Tensor], lo: int, hi: int, key: TableKey | None) -> None:
         self.build, self.lo, self.hi = build, lo, hi
         self.key = None if key is None or budget() == 0 or hi <= lo else (key, lo, hi)
         self.table = _lookup(self.key)
+        self.cached = self.table is not None
         if self.key is not None and self.table is None:
             _STATE["misses"] += 1
         self.store: Tensor | None = None
         self.filled = 0
 
+    def commit(self) -> None:
+        """Cache the table built by a scan that checked every chunk (called once the scan has succeeded)."""
+        if self.key is not None and not self.cached and self.table is not None:
+            _store(self.key, self.table)
+
     def __call__(self, rows: slice) -> Tensor:
         if self.table is not None:
             return self.table[rows.start - self.lo:rows.stop - self.lo]
-        chunk = self.build(rows)
+        chunk = self.build(rows).contiguous()  # the layout of a cached chunk: the same products bit for bit
         if self.key is not None:
             self._keep(rows, chunk)
         return chunk
@@ -158,5 +168,4 @@ class Source:
         self.store[rows.start - self.lo:rows.stop - self.lo] = chunk
         self.filled = rows.stop - self.lo
         if rows.stop == self.hi:
-            _store(self.key, self.store)
-            self.table = self.store
+            self.table = self.store  # complete: later chunks of this call read it; commit() caches it
