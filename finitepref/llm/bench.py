@@ -347,14 +347,15 @@ def measure(env: dict, s: Setting, names: list[str], workdir: Path) -> list[dict
     return rows
 
 
-def report(summary: dict, with_trl: bool) -> list[str]:
+def report(summary: dict, with_trl: bool, trl_installed: bool = False) -> list[str]:
     lines = []
     for name, r in summary["ratios"].items():
         vs_trl = f"{r['vs_trl']:.2f}x TRL (target >= {TARGET_TRL})" if "vs_trl" in r else "TRL skipped"
         lines.append(f"{name}: {summary['median_pair_tokens_per_s'][name]:.0f} pair-tokens/s, "
                      f"{r['vs_bare']:.2f}x bare loop (target >= {TARGET_BARE}), {vs_trl}")
     if not with_trl:
-        lines.append("TRL was skipped: trl is not installed (pip install -e '.[bench]')")
+        lines.append("TRL was skipped: " + ("--no-trl" if trl_installed else
+                                            "trl is not installed (pip install -e '.[bench]')"))
     for o in summary.get("online", []):
         lines.append(f"{o['algorithm']}: generation {o['generation_share']:.0%}, scoring {o['scoring_share']:.0%}, "
                      f"updates {o['update_share']:.0%} of {o['seconds']:.2f} s ({o['iterations']} rollouts)")
@@ -378,7 +379,8 @@ def main(argv=None) -> int:
     s = QUICK if args.quick else Setting()
     s = Setting(**{**s.__dict__, **{k: v for k, v in (("reps", args.reps), ("steps", args.steps)) if v}})
     torch.set_num_threads(s.threads)
-    with_trl = trl_available() and not args.no_trl
+    trl_installed = trl_available()
+    with_trl = trl_installed and not args.no_trl
     names = contenders([a for a in args.algorithms.split(",") if a], with_trl)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -396,7 +398,7 @@ def main(argv=None) -> int:
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(out / "bench.csv", buf.getvalue())
-    summary["report"] = report(summary, with_trl)
+    summary["report"] = report(summary, with_trl, trl_installed)
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     print("\n".join(summary["report"]))
     print(f"wrote {out / 'bench.csv'} and {out / 'summary.json'}")
