@@ -208,12 +208,12 @@ def argmin_rows(build: Callable[[slice], Tensor], n_rows: int, stats: Tensor, ch
     starts = list(range(lo, hi, chunk))
     error = None
     try:
+        source.fill(chunk, lambda table, start: _table_has_inf(name, table, start))
         scan = _scan(name, source, hi, stats, chunk, starts)
     except ValueError as exc:
         error = exc
     if distributed.any_error(error is not None, group):
         raise error or ValueError(f"{name}: another rank failed (see its error)")
-    source.commit()
     best = distributed.all_min(scan[0], group)
     out = _resolve(name, source, hi, stats, chunk, starts, best, *scan[1:], n_rows)
     return distributed.all_min(out, group).cpu().numpy()
@@ -229,6 +229,7 @@ def _scan(name: str, source, hi: int, stats: Tensor, chunk: int, starts: list[in
     firsts = torch.zeros((len(starts), trials), dtype=torch.int64, device=stats.device)
     first_vals = torch.full((len(starts), trials), np.inf, dtype=torch.float64, device=stats.device)
     block = stats.new_empty((trials, min(chunk, max(hi - starts[0], 0) if starts else 0)))
+    ranges = (torch.arange(trials, device=stats.device), torch.arange(GROUP, device=stats.device))
     for c, start in enumerate(starts):
         table = source(slice(start, min(start + chunk, hi)))
         values, groups, cmin = _chunk_values(name, stats, table, start, source.cached, block)
@@ -236,7 +237,7 @@ def _scan(name: str, source, hi: int, stats: Tensor, chunk: int, starts: list[in
         mins[c] = cmin
         thr = _threshold(best)
         if bool((cmin <= thr).any()):  # a trial whose chunk minimum is above its running threshold never picks it
-            _first_within(values, groups, thr, start, firsts[c], first_vals[c])
+            _first_within(values, groups, thr, start, firsts[c], first_vals[c], ranges)
     return best, mins, firsts, first_vals
 
 
@@ -251,23 +252,23 @@ def _group_mins(values: Tensor) -> Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
 
-def _first_within(values: Tensor, groups: Tensor, thr: Tensor, start: int, firsts: Tensor,
-                  first_vals: Tensor) -> None:
+def _first_within(values: Tensor, groups: Tensor, thr: Tensor, start: int, firsts: Tensor, first_vals: Tensor,
+                  ranges: tuple[Tensor, Tensor]) -> None:
     """Record, for every trial, the first index within ``thr`` (and its value); only the trials whose chunk
     minimum is within ``thr`` are read later, the others' entries are never used.
 
     The first group whose minimum is within ``thr`` holds that index (an earlier index within ``thr`` would put
     its own group's minimum within it), so only that group's ``GROUP`` values per trial are compared, read from
     the flat block (a short last group reads on into the next trial's row, past every row of its own group, so
-    those values never come first; indices past the block are clamped to its last entry)."""
+    those values never come first; indices past the block are clamped to its last entry). ``ranges``: the
+    trial indices and ``arange(GROUP)``."""
     trials, rows = values.shape
-    group = (groups <= thr[:, None]).view(torch.uint8).argmax(dim=1)
-    base = torch.arange(0, trials * rows, rows, device=values.device).add_(group * GROUP)
-    flat = (base[:, None] + torch.arange(GROUP, device=values.device)).clamp_(max=values.numel() - 1)
+    group_start = (groups <= thr[:, None]).view(torch.uint8).argmax(dim=1).mul_(GROUP)
+    flat = (torch.add(group_start, ranges[0], alpha=rows)[:, None] + ranges[1]).clamp_(max=values.numel() - 1)
     sub = values.reshape(-1).index_select(0, flat.view(-1)).view(trials, GROUP)
     first = (sub <= thr[:, None]).view(torch.uint8).argmax(dim=1)
-    torch.add(first, group * GROUP + start, out=firsts)
-    first_vals.copy_(sub.gather(1, first[:, None])[:, 0])
+    torch.add(group_start, first, out=firsts).add_(start)
+    torch.gather(sub, 1, first[:, None], out=first_vals[:, None])
 
 
 def _resolve(name, source, hi, stats, chunk, starts, best, mins, firsts, first_vals, n_rows) -> Tensor:
