@@ -3,8 +3,8 @@ r"""A memory-bounded LRU cache of loss tables, shared by every estimator.
 A loss table depends on the problem (the class, the reference, :math:`\gamma`) and on the
 estimator's parameters (:math:`\beta, \eta, \tau, R_{\max}`), never on the data. An estimator that
 passes a :class:`TableKey` to :func:`finitepref._argmin.argmin_rows` has its table kept after the
-first call (the chunks it builds are copied into one ``(rows, columns)`` tensor as they are
-scanned), so repeated calls on the same problem (new data, more trials, another fitted reward) skip
+first call (built in full, chunk by chunk, each chunk checked, into one ``(rows, columns)`` tensor
+before the scan), so repeated calls on the same problem (new data, more trials, another fitted reward) skip
 the table build and read the rows straight from memory.
 
 Keys and invalidation
@@ -22,7 +22,8 @@ Budget
     Least recently used tables are evicted first. :func:`clear` empties the cache.
 
 The cache changes no value: a cached chunk is a copy of the chunk the builder returns, so the
-matrix products, ties and argmins are bit-for-bit those of an uncached call.
+matrix products, ties and argmins are bit-for-bit those of an uncached call. A table enters the
+cache only once every chunk has been checked (no NaN), so a cached table is not checked again.
 """
 
 from __future__ import annotations
@@ -122,41 +123,44 @@ def _store(key, table: Tensor) -> None:
 
 
 class Source:
-    """The rows ``[lo, hi)`` of a table: from the cache, or from ``build`` (copied into the cache on the way).
+    """The rows ``[lo, hi)`` of a table: from the cache, or from ``build``.
 
-    Called with a slice of global row indices inside ``[lo, hi)``; returns ``(rows, columns)``.
+    Called with a slice of global row indices inside ``[lo, hi)``; returns ``(rows, columns)``. A table that
+    may be cached is built in full by :meth:`fill` before the scan; ``cached`` then says every row comes from
+    a checked table in the cache.
     """
 
     def __init__(self, build: Callable[[slice], Tensor], lo: int, hi: int, key: TableKey | None) -> None:
         self.build, self.lo, self.hi = build, lo, hi
         self.key = None if key is None or budget() == 0 or hi <= lo else (key, lo, hi)
         self.table = _lookup(self.key)
+        self.cached = self.table is not None
         if self.key is not None and self.table is None:
             _STATE["misses"] += 1
-        self.store: Tensor | None = None
-        self.filled = 0
+
+    def fill(self, chunk: int, check: Callable[[Tensor, int], object]) -> None:
+        """Build a table that may be cached, ``chunk`` rows at a time in order, ``check(rows, start)`` each
+        (it raises on a bad chunk: such a table is never cached), copy the chunks into one tensor and cache it.
+
+        Building first and scanning after (as a cached table) keeps the build's temporaries out of the
+        scan's cache-sized blocks. A table over the budget is left to be streamed by the scan.
+        """
+        if self.key is None or self.table is not None:
+            return
+        store = None
+        for start in range(self.lo, self.hi, chunk):
+            part = self(slice(start, min(start + chunk, self.hi)))
+            check(part, start)
+            if store is None:
+                if part.ndim != 2 or (self.hi - self.lo) * part[0].numel() * part.element_size() > budget():
+                    self.key = None
+                    return
+                store = part.new_empty((self.hi - self.lo, part.shape[1]))
+            store[start - self.lo:start - self.lo + part.shape[0]] = part
+        _store(self.key, store)
+        self.table, self.cached = store, True
 
     def __call__(self, rows: slice) -> Tensor:
         if self.table is not None:
             return self.table[rows.start - self.lo:rows.stop - self.lo]
-        chunk = self.build(rows)
-        if self.key is not None:
-            self._keep(rows, chunk)
-        return chunk
-
-    def _keep(self, rows: slice, chunk: Tensor) -> None:
-        """Copy the chunks of a first in-order scan into one tensor; commit it once every row is in."""
-        if self.store is None:
-            nbytes = (self.hi - self.lo) * chunk[0].numel() * chunk.element_size()
-            if rows.start != self.lo or chunk.ndim != 2 or nbytes > budget():
-                self.key = None
-                return
-            self.store = chunk.new_empty((self.hi - self.lo, chunk.shape[1]))
-        if rows.start != self.lo + self.filled:
-            self.key, self.store = None, None
-            return
-        self.store[rows.start - self.lo:rows.stop - self.lo] = chunk
-        self.filled = rows.stop - self.lo
-        if rows.stop == self.hi:
-            _store(self.key, self.store)
-            self.table = self.store
+        return self.build(rows).contiguous()  # the layout of a cached chunk: the same products bit for bit

@@ -72,7 +72,7 @@ def preference_logit(logp_a: Tensor, logp_b: Tensor, gamma: float) -> Tensor:
     """
     diff = logp_a - logp_b
     both_inf = torch.isinf(logp_a) & (logp_a == logp_b)
-    return gamma * torch.where(both_inf, torch.zeros_like(diff), diff)
+    return gamma * diff.masked_fill(both_inf, 0.0)
 
 
 def pmle_loss(logp_plus: Tensor, logp_minus: Tensor, gamma: float) -> Tensor:

@@ -7,8 +7,9 @@ a 256-word WordLevel tokenizer with ``<pad>`` and ``</s>`` built in code, 512 ro
 prompts and responses, sigmoid DPO with beta 0.1, lr 1e-6 with linear decay, fused AdamW (foreach
 where a device has no fused kernel, the same for all three), gradient clipping 1.0, max length 96,
 batch 8, float32, 2 threads, 40 timed steps after 3 untimed warm-up steps. Each repetition builds
-every contender from the same saved weights; repetitions are interleaved, and the medians are
-compared. Pair-tokens/s counts the real tokens of prompt+chosen and prompt+rejected (responses end
+every contender from the same saved weights and runs them step by step in turn (the order rotating
+every step; TRL's ``train()`` is held between steps by a callback), so a change of the machine's load
+hits every contender alike; a ratio is the median over repetitions of the ratio within one. Pair-tokens/s counts the real tokens of prompt+chosen and prompt+rejected (responses end
 with ``</s>``) from the dataset's mean, the same for every contender.
 
 * ``bare``: one right-padded forward of [prompt+chosen; prompt+rejected], a full-vocabulary float32
@@ -38,7 +39,9 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +66,14 @@ class Setting:
     threads: int = 2
     online_iterations: int = 3
     online_new_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class Stepper:
+    """One contender: ``step(k)`` runs its training step ``k``; ``close()`` ends it."""
+
+    step: Callable[[int], None]
+    close: Callable[[], None] = lambda: None
 
 
 QUICK = Setting(rows=16, steps=2, warmup=1, reps=1, batch=4, online_iterations=1, online_new_tokens=4)
@@ -148,8 +159,8 @@ def _bare_logps(model, ids, attn, loss_mask):
     return (logp * loss_mask[:, 1:]).sum(-1)
 
 
-def run_bare(env: dict, s: Setting) -> float:
-    """Seconds of the timed steps of the bare loop."""
+def bare_stepper(env: dict, s: Setting, workdir: Path) -> Stepper:
+    """The bare loop, one step per call."""
     from transformers import AutoModelForCausalLM
 
     from .run import adam_kwargs
@@ -160,11 +171,10 @@ def run_bare(env: dict, s: Setting) -> float:
     opt = torch.optim.AdamW(policy.parameters(), lr=s.lr, **adam_kwargs("fused", "cpu"))
     total = s.steps + s.warmup
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0 - k / total)
-    start = 0.0
-    for k, batch in enumerate(_bare_batches(env["rows"], tok, s)):
-        if k == s.warmup:
-            start = time.perf_counter()
-        ids, attn, loss_mask = _bare_collate(batch, s.max_length)
+    batches = _bare_batches(env["rows"], tok, s)
+
+    def step(k: int) -> None:
+        ids, attn, loss_mask = _bare_collate(batches[k], s.max_length)
         with torch.no_grad():
             ref = _bare_logps(reference, ids, attn, loss_mask)
         pol = _bare_logps(policy, ids, attn, loss_mask)
@@ -175,7 +185,8 @@ def run_bare(env: dict, s: Setting) -> float:
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
+
+    return Stepper(step)
 
 
 # --------------------------------------------------------------------------------------------- TRL
@@ -187,17 +198,18 @@ def trl_available() -> bool:
     return True
 
 
-def run_trl(env: dict, s: Setting, workdir: Path) -> float:
-    """Seconds of the timed steps of TRL's DPOTrainer (a callback stamps each step's end)."""
+def trl_stepper(env: dict, s: Setting, workdir: Path) -> Stepper:
+    """TRL's DPOTrainer, one step per call: ``train()`` runs in a thread that a callback holds at the end of
+    every step until the next call (the steps themselves never overlap anything)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    stamps: list[float] = []
+    gate = _Gate()
 
-    class Stamp(TrainerCallback):
+    class Hold(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            stamps.append(time.perf_counter())
+            gate.yield_turn()
 
     tok = PreTrainedTokenizerFast.from_pretrained(env["model"])
     policy = AutoModelForCausalLM.from_pretrained(env["model"])
@@ -211,10 +223,58 @@ def run_trl(env: dict, s: Setting, workdir: Path) -> float:
                      save_strategy="no", report_to=[], logging_steps=10**6, dataloader_num_workers=0,
                      disable_tqdm=True, seed=0)
     trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=data, processing_class=tok,
-                         callbacks=[Stamp()])
-    with contextlib.redirect_stdout(io.StringIO()):
-        trainer.train()
-    return stamps[-1] - stamps[s.warmup - 1]
+                         callbacks=[Hold()])
+    return gate.stepper(trainer.train)
+
+
+class _Stopped(Exception):
+    """Ends a gated function at its next turn (:meth:`_Gate.stepper`'s ``close``)."""
+
+
+class _Gate:
+    """Runs a function in a thread, one turn at a time: :meth:`yield_turn` (called by the thread) hands control
+    back to the caller of a step and waits for the next step, or ends the function once the stepper is closed."""
+
+    def __init__(self) -> None:
+        self.turn, self.back = threading.Semaphore(0), threading.Semaphore(0)
+        self.error: BaseException | None = None
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+
+    def yield_turn(self) -> None:
+        self.back.release()
+        self.turn.acquire()
+        if self.stopping:
+            raise _Stopped
+
+    def stepper(self, fn) -> Stepper:
+        def target() -> None:
+            try:
+                fn()
+            except _Stopped:
+                pass
+            except BaseException as exc:  # handed to the caller of the step
+                self.error = exc
+            finally:
+                self.back.release()
+
+        def step(k: int) -> None:
+            if self.thread is None:
+                self.thread = threading.Thread(target=target, daemon=True)
+                self.thread.start()
+            else:
+                self.turn.release()
+            self.back.acquire()
+            if self.error is not None:
+                raise self.error
+
+        def close() -> None:
+            if self.thread is not None and self.thread.is_alive():
+                self.stopping = True
+                self.turn.release()
+                self.thread.join()
+
+        return Stepper(step, close)
 
 
 # ------------------------------------------------------------------------------------- finitepref
@@ -238,8 +298,8 @@ def finitepref_config(env: dict, s: Setting, algo: str, out: Path, extra: tuple 
     return load_config(f"tiny/{algo}", overrides)
 
 
-def run_finitepref(env: dict, s: Setting, algo: str, workdir: Path) -> float:
-    """Seconds of the timed steps of the trainer's own loop."""
+def finitepref_stepper(env: dict, s: Setting, algo: str, workdir: Path) -> Stepper:
+    """The trainer's own loop (:func:`finitepref.llm.train.run_loop`), one step per call."""
     from accelerate import Accelerator
 
     from .metrics_log import MetricsLogger
@@ -251,10 +311,7 @@ def run_finitepref(env: dict, s: Setting, algo: str, workdir: Path) -> float:
     seed_everything(cfg.train.seed)
     run = build_run(cfg, Accelerator(cpu=True))
     logger = MetricsLogger(run.out, False, False, False, 0)
-    run_loop(run, s.warmup, logger)
-    start = time.perf_counter()
-    run_loop(run, s.warmup + s.steps, logger)
-    return time.perf_counter() - start
+    return Stepper(lambda k: run_loop(run, k + 1, logger))
 
 
 # ------------------------------------------------------------------------------------------ online
@@ -312,12 +369,12 @@ def contenders(algorithms: list[str], with_trl: bool) -> list[str]:
     return ["bare", *(["trl"] if with_trl else []), *(f"finitepref:{a}" for a in algorithms)]
 
 
-def run_one(name: str, env: dict, s: Setting, workdir: Path) -> float:
+def stepper(name: str, env: dict, s: Setting, workdir: Path) -> Stepper:
     if name == "bare":
-        return run_bare(env, s)
+        return bare_stepper(env, s, workdir)
     if name == "trl":
-        return run_trl(env, s, workdir)
-    return run_finitepref(env, s, name.split(":", 1)[1], workdir)
+        return trl_stepper(env, s, workdir)
+    return finitepref_stepper(env, s, name.split(":", 1)[1], workdir)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -327,34 +384,56 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def summarise(rows: list[dict], names: list[str]) -> dict:
-    med = {n: statistics.median(r["pair_tokens_per_s"] for r in rows if r["contender"] == n) for n in names}
+    """Median pair-tokens/s of each contender, and each trainer's ratios to the bare loop and TRL: the median
+    over repetitions of the ratio within a repetition (the contenders of one repetition ran in turn, under the
+    same load)."""
+    rate = {(r["repetition"], r["contender"]): r["pair_tokens_per_s"] for r in rows}
+    reps = sorted({r["repetition"] for r in rows})
+    med = {n: statistics.median(rate[rep, n] for rep in reps) for n in names}
     out: dict = {"median_pair_tokens_per_s": med, "ratios": {}}
+    others = [o for o in ("bare", "trl") if o in names]
     for n in names:
         if n.startswith("finitepref:"):
-            out["ratios"][n] = {"vs_bare": med[n] / med["bare"], **({"vs_trl": med[n] / med["trl"]} if "trl" in med
-                                                                    else {})}
+            out["ratios"][n] = {f"vs_{o}": statistics.median(rate[rep, n] / rate[rep, o] for rep in reps)
+                                for o in others}
     return out
 
 
 def measure(env: dict, s: Setting, names: list[str], workdir: Path) -> list[dict]:
+    """Seconds of the timed steps of every contender, per repetition. Each repetition builds every contender
+    from the saved weights, then runs them step by step in turn (the order rotating every step), so a change of
+    the machine's load hits all of them alike; the warm-up steps are untimed."""
     rows = []
     for rep in range(s.reps):
-        for name in names[rep % len(names):] + names[:rep % len(names)]:  # rotate the order per repetition
-            seconds = run_one(name, env, s, workdir)
-            rate = env["pair_tokens"] * s.batch * s.steps / seconds
-            rows.append({"repetition": rep, "contender": name, "seconds": seconds, "pair_tokens_per_s": rate})
-            print(f"  rep {rep}  {name:<18} {rate:10.0f} pair-tokens/s  ({seconds:.2f} s)", flush=True)
+        steppers = {name: stepper(name, env, s, workdir / f"rep{rep}") for name in names}
+        seconds = dict.fromkeys(names, 0.0)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # TRL prints while it trains
+                for k in range(s.warmup + s.steps):
+                    for name in names[(k + rep) % len(names):] + names[:(k + rep) % len(names)]:
+                        start = time.perf_counter()
+                        steppers[name].step(k)
+                        if k >= s.warmup:
+                            seconds[name] += time.perf_counter() - start
+        finally:
+            for st in steppers.values():
+                st.close()
+        for name in names:
+            rate = env["pair_tokens"] * s.batch * s.steps / seconds[name]
+            rows.append({"repetition": rep, "contender": name, "seconds": seconds[name], "pair_tokens_per_s": rate})
+            print(f"  rep {rep}  {name:<18} {rate:10.0f} pair-tokens/s  ({seconds[name]:.2f} s)", flush=True)
     return rows
 
 
-def report(summary: dict, with_trl: bool) -> list[str]:
+def report(summary: dict, with_trl: bool, trl_installed: bool = False) -> list[str]:
     lines = []
     for name, r in summary["ratios"].items():
         vs_trl = f"{r['vs_trl']:.2f}x TRL (target >= {TARGET_TRL})" if "vs_trl" in r else "TRL skipped"
         lines.append(f"{name}: {summary['median_pair_tokens_per_s'][name]:.0f} pair-tokens/s, "
                      f"{r['vs_bare']:.2f}x bare loop (target >= {TARGET_BARE}), {vs_trl}")
     if not with_trl:
-        lines.append("TRL was skipped: trl is not installed (pip install -e '.[bench]')")
+        lines.append("TRL was skipped: " + ("--no-trl" if trl_installed else
+                                            "trl is not installed (pip install -e '.[bench]')"))
     for o in summary.get("online", []):
         lines.append(f"{o['algorithm']}: generation {o['generation_share']:.0%}, scoring {o['scoring_share']:.0%}, "
                      f"updates {o['update_share']:.0%} of {o['seconds']:.2f} s ({o['iterations']} rollouts)")
@@ -378,7 +457,8 @@ def main(argv=None) -> int:
     s = QUICK if args.quick else Setting()
     s = Setting(**{**s.__dict__, **{k: v for k, v in (("reps", args.reps), ("steps", args.steps)) if v}})
     torch.set_num_threads(s.threads)
-    with_trl = trl_available() and not args.no_trl
+    trl_installed = trl_available()
+    with_trl = trl_installed and not args.no_trl
     names = contenders([a for a in args.algorithms.split(",") if a], with_trl)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -396,7 +476,7 @@ def main(argv=None) -> int:
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(out / "bench.csv", buf.getvalue())
-    summary["report"] = report(summary, with_trl)
+    summary["report"] = report(summary, with_trl, trl_installed)
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     print("\n".join(summary["report"]))
     print(f"wrote {out / 'bench.csv'} and {out / 'summary.json'}")

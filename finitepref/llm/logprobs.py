@@ -1,10 +1,11 @@
 r"""Sequence log-probabilities :math:`\ln\pi(a\mid x) = \sum_t \ln\pi(a_t\mid x, a_{<t})`.
 
-One padded forward of the concatenation [prompt; response]: prompts are moved to left padding,
-responses to right padding (so the real tokens are contiguous), position ids count real tokens
-only; the output layer runs on the response positions only (``logits_to_keep``), logits are
-shifted by one, divided by the sampling temperature, log-softmaxed, gathered at the response
-tokens and masked. :func:`stack_responses` puts both responses of a pair in one batch.
+One padded forward of the concatenation [prompt; response], each row left-padded as a whole
+(:func:`pack`: the real tokens are contiguous and every response ends in the last column, so the
+width is the longest prompt + response), position ids count real tokens only; the output layer
+runs on the response positions only (``logits_to_keep``), logits are shifted by one, divided by
+the sampling temperature, log-softmaxed, gathered at the response tokens and masked, and the
+per-token values are returned in the order of the right-padded response. :func:`stack_responses` puts both responses of a pair in one batch.
 
 :func:`enumerate_logprobs` evaluates the exact log-probabilities of *every* response of a fixed
 length over an allowed token set (the bridge to the exact toy core).
@@ -40,6 +41,24 @@ def concat(prompt_ids, prompt_mask, response_ids, response_mask):
     mask = torch.cat([p_mask, r_mask], dim=1)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     return ids, mask, pos, r_ids, r_mask
+
+
+def pack(prompt_ids, prompt_mask, response_ids, response_mask, min_width: int = 0):
+    """[prompt; response] with every row's real tokens at the right end (the row left-padded as a whole),
+    position ids, and the response left-padded to its own width ``T`` (the last ``T`` columns hold it).
+
+    On the CPU the columns of padding only are dropped (``min_width`` kept at least): the width is then the
+    longest prompt + response, not the longest prompt plus the longest response as in :func:`concat`. On an
+    accelerator the width is kept (reading it would wait for the device). Returns ``ids, mask, pos``,
+    the left-padded response ``ids`` and ``mask``.
+    """
+    w_ids, w_mask = to_left_padding(response_ids, response_mask)
+    ids, mask = to_left_padding(torch.cat([prompt_ids, w_ids], 1), torch.cat([prompt_mask, w_mask], 1))
+    if ids.device.type == "cpu":
+        drop = max(0, ids.shape[1] - max(int(mask.sum(-1).max()), min_width))
+        ids, mask = ids[:, drop:], mask[:, drop:]
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, pos, w_ids, w_mask
 
 
 def _keeps_logits(model) -> bool:
@@ -108,13 +127,14 @@ def sequence_logprobs(
     ``logp`` (B,) their sum; ``mask`` (B, T) the right-padded response mask; optionally
     ``entropy`` (B, T).
     """
-    ids, mask, pos, r_ids, r_mask = concat(prompt_ids, prompt_mask, response_ids, response_mask)
     T = response_ids.shape[1]
+    ids, mask, pos, w_ids, w_mask = pack(prompt_ids, prompt_mask, response_ids, response_mask, T + 1)
     logits = forward_logits(model, ids, mask, pos, keep=T + 1)[:, :T]  # the positions predicting the response
     tok, entropy = [], []
+    recompute = with_entropy or logits.dtype in (torch.float16, torch.bfloat16) or temperature != 1.0
     for start in range(0, T, LOGPROB_CHUNK):
-        part = (logits[:, start:start + LOGPROB_CHUNK], r_ids[:, start:start + LOGPROB_CHUNK])
-        if torch.is_grad_enabled() and logits.requires_grad:  # recompute the float32 chunk in backward
+        part = (logits[:, start:start + LOGPROB_CHUNK], w_ids[:, start:start + LOGPROB_CHUNK])
+        if recompute and torch.is_grad_enabled() and logits.requires_grad:  # float32 temporaries: not saved
             from torch.utils.checkpoint import checkpoint
 
             t, e = checkpoint(_chunk_logprobs, *part, temperature, with_entropy, use_reentrant=False)
@@ -123,23 +143,29 @@ def sequence_logprobs(
         tok.append(t)
         entropy.append(e)
     tok = torch.cat(tok, dim=1)
-    m = r_mask.to(tok.dtype)
-    out = {"token_logp": tok * m, "logp": (tok * m).sum(-1), "mask": r_mask}
+    m = w_mask.to(tok.dtype)
+    tok = tok * m
+    right = torch.argsort(1 - w_mask, dim=-1, stable=True)  # left-padded response order -> right-padded
+    out = {"token_logp": tok.gather(-1, right), "logp": tok.sum(-1), "mask": w_mask.gather(-1, right)}
     if with_entropy:
-        out["entropy"] = torch.cat(entropy, dim=1) * m
+        out["entropy"] = (torch.cat(entropy, dim=1) * m).gather(-1, right)
     return out
 
 
 LOGPROB_CHUNK = 64
 """Response positions per float32 log-softmax chunk (:func:`sequence_logprobs`): at most
-``rows x LOGPROB_CHUNK x vocabulary`` float32 values exist at once, forward or backward."""
+``rows x LOGPROB_CHUNK x vocabulary`` float32 values exist at once, forward or backward. A chunk that
+makes float32 temporaries autograd would save (a half-precision model, a temperature other than 1, the
+entropy) is recomputed in backward instead; float32 logits at temperature 1 are read in place (autograd
+then saves only the model's own logits and the log-normaliser), so nothing needs recomputing."""
 
 
 def _chunk_logprobs(logits: Tensor, ids: Tensor, temperature: float, with_entropy: bool):
     """Token log-probs (and entropies, else a dummy) of one chunk of positions, in float32 at least."""
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    logits = logits / temperature
+    if temperature != 1.0:  # x / 1 == x: no copy to make
+        logits = logits / temperature
     logz = torch.logsumexp(logits, dim=-1)
     tok = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - logz
     if not with_entropy:
