@@ -30,6 +30,7 @@ Outputs in ``--out``: ``benchmark.csv`` (one row per timing), ``summary.json``, 
 from __future__ import annotations
 
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -316,6 +317,26 @@ def sweeps(prob: fp.ToyProblem, cfg: Config, rng) -> list[dict]:
     return rows
 
 
+def scale_out_projection(one: dict, two: dict, ranks=(1, 2, 8, 64, 512)) -> list[dict]:
+    """Strong and weak scaling for K ranks, from the measured per-rank rate and the reduction.
+
+    The per-rank work is rows x trials at the rate of the 1-process run; the reduction of a call moves
+    ``bytes_per_trial`` x trials per rank in ceil(log2 K) rounds (a tree all-reduce), each costing the
+    2-process run's measured reduction time. Strong scaling (|Pi| fixed): t1 / K + rounds x reduction;
+    weak scaling (|Pi| = K x the measured one): t1 + rounds x reduction. Network bandwidth and stragglers
+    are left out: a projection, not a measurement.
+    """
+    t1 = one["time_s"]
+    reduce_s = two["reduction_share"] * two["time_s"]
+    out = []
+    for k in ranks:
+        rounds = math.ceil(math.log2(k)) if k > 1 else 0
+        out.append({"ranks": k, "strong_time_s": t1 / k + rounds * reduce_s, "weak_time_s": t1 + rounds * reduce_s,
+                    "reduction_bytes_per_call_per_rank": two["bytes_per_trial"] * two["trials"],
+                    "policy_trials_per_s_per_rank": one["n_policies"] * one["trials"] / t1})
+    return out
+
+
 def summarize(rows: list[dict], peak: float, naive: dict, memory: dict | None, cfg: Config, scale: dict) -> dict:
     main = rows[0]
     n_rows = [r for r in rows if r["sweep"] == "n"]
@@ -335,6 +356,7 @@ def summarize(rows: list[dict], peak: float, naive: dict, memory: dict | None, c
         results["streamed_size_ratio"] = streamed[-1]["n_policies"] / streamed[0]["n_policies"]
     if len(shards) == 2:
         results["two_over_one_process"] = shards[1]["time_s"] / shards[0]["time_s"]
+        results["scale_out_projection"] = scale_out_projection(*shards)
     results["checks"] = {
         "cached_<=_0.7x_bare": results["cached_over_bare"] <= 0.7,
         "first_<=_1.0x_bare": results["first_over_bare"] <= 1.0,
