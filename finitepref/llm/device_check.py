@@ -12,8 +12,12 @@ On CUDA it
     micro-batch sizes and gradient checkpointing as shipped; bf16 mixed precision as
     ``configs/accelerate`` sets it) with prompts of 512 tokens and 53 new tokens: two optimiser
     steps offline, one rollout of 64 prompts then two updates online;
-(c) prints a table of tokens/s, peak GPU memory against ``--dry-run``'s estimate, and a NaN check;
-(d) exits non-zero on any failure.
+(c) launches ``dpo`` (two updates) under the shipped DeepSpeed ZeRO-2 and ZeRO-3 files with
+    ``accelerate launch``, one process per visible GPU, as a user would (``--skip-deepspeed`` to leave
+    them out; DeepSpeed ships as a source distribution: ``pip install deepspeed`` builds its ops just in
+    time and needs the CUDA toolkit's ``nvcc`` matching torch's CUDA);
+(d) prints a table of tokens/s, peak GPU memory against ``--dry-run``'s estimate, and a NaN check,
+    and exits non-zero on any failure.
 
 ``--cpu`` runs the same checks with tiny shapes on the CPU (the test suite runs it). Writes
 ``device_check.json`` to ``--out`` when given.
@@ -23,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import math
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -163,8 +169,9 @@ def write_rows(shape: Shape, folder: Path, n: int) -> Path:
     return path
 
 
-def algorithm_config(name: str, shape: Shape, model: Path, data: Path, out: Path):
-    """The shipped ``tldr/pythia-1.4b/<name>`` config on the random model and synthetic rows."""
+def algorithm_sets(name: str, shape: Shape, model: Path, data: Path, out: Path) -> list[str]:
+    """The ``--set`` overrides that put the shipped ``tldr/pythia-1.4b/<name>`` config on the random model
+    and synthetic rows (two updates)."""
     from .config import load_config
     from .registry import REGISTRY, DataKind, Loop
 
@@ -189,7 +196,48 @@ def algorithm_config(name: str, shape: Shape, model: Path, data: Path, out: Path
         sets += [f"train.batch_size={shape.online_prompts}", f"train.total_episodes={shape.online_prompts}",
                  "algorithm.num_ppo_epochs=2", "algorithm.num_mini_batches=1",
                  f"generation.batch_size={micro}", f"reward.batch_size={micro}"]
-    return load_config(f"tldr/pythia-1.4b/{name}", sets)
+    return sets
+
+
+def algorithm_config(name: str, shape: Shape, model: Path, data: Path, out: Path):
+    """The shipped ``tldr/pythia-1.4b/<name>`` config on the random model and synthetic rows."""
+    from .config import load_config
+
+    return load_config(f"tldr/pythia-1.4b/{name}", algorithm_sets(name, shape, model, data, out))
+
+
+DEEPSPEED_FILES = ("deepspeed_zero2.yaml", "deepspeed_zero3.yaml")
+"""The shipped DeepSpeed launcher files the GPU run launches ``dpo`` under (one process per GPU)."""
+
+
+def deepspeed_check(config_file: str, shape: Shape, model: Path, data: Path, folder: Path) -> dict:
+    """``accelerate launch --config_file <config_file> -m finitepref.llm train`` of ``dpo`` (two updates) on
+    every visible GPU, as a user launches it; ok when it exits 0 with finite final metrics."""
+    from .config import CONFIG_DIR
+
+    row = {"check": f"dpo under {config_file}", "ok": False}
+    if importlib.util.find_spec("deepspeed") is None:
+        row["note"] = "deepspeed is not installed: pip install deepspeed (built from source, needs nvcc)"
+        return row
+    out = folder / f"dpo-{config_file.split('.')[0]}"
+    sets = [x for s in algorithm_sets("dpo", shape, model, data, out) for x in ("--set", s)]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(Path(CONFIG_DIR) / "accelerate" / config_file), "--num_processes", str(torch.cuda.device_count()),
+           "-m", "finitepref.llm", "train", "--config", "tldr/pythia-1.4b/dpo", *sets]
+    start = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        row["seconds"] = time.perf_counter() - start
+        summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
+        row["tokens_per_s"] = summary.get("tokens_per_s")
+        row["ok"] = r.returncode == 0 and bool(summary) and _finite(summary)
+        if not row["ok"]:
+            row["note"] = f"exit {r.returncode}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ''}"
+    except subprocess.TimeoutExpired:
+        row["note"] = "timed out after 300 s"
+    return row
+
+
 
 
 def _finite(metrics: dict) -> bool:
@@ -259,6 +307,7 @@ def main(argv=None) -> int:
     p.add_argument("--cpu", action="store_true", help="tiny shapes on the CPU (the test suite's mode)")
     p.add_argument("--algorithms", default=",".join(REGISTRY), help="comma-separated registry names")
     p.add_argument("--skip-toy", action="store_true", help="skip the toy-core check")
+    p.add_argument("--skip-deepspeed", action="store_true", help="skip the DeepSpeed ZeRO-2/3 launches (GPU mode)")
     p.add_argument("--out", help="folder for device_check.json")
     args = p.parse_args(argv)
     if not args.cpu and not torch.cuda.is_available():
@@ -269,6 +318,9 @@ def main(argv=None) -> int:
     rows = [] if args.skip_toy else toy_check(shape, device)
     with tempfile.TemporaryDirectory() as tmp:
         rows += llm_checks(shape, [a for a in args.algorithms.split(",") if a], Path(tmp))
+        if not args.cpu and not args.skip_deepspeed:  # DeepSpeed is refused on CPU processes
+            model, data = Path(tmp) / "model", Path(tmp) / "rows.jsonl"  # written by llm_checks
+            rows += [deepspeed_check(f, shape, model, data, Path(tmp)) for f in DEEPSPEED_FILES]
     print(table(rows))
     failed = [r["check"] for r in rows if not r["ok"]]
     total = time.perf_counter() - start
