@@ -8,8 +8,6 @@ concentrability and both exact KL tables.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -18,6 +16,7 @@ from finitepref import distributed
 from finitepref import registry as reg
 from finitepref.estimators import fit_reward
 from finitepref.problem import ToyProblem
+from tests.core.gloo_ranks import run_sharded
 
 CHUNKS = (1, 3, None)
 
@@ -51,35 +50,23 @@ def _all_results() -> dict:
     return out
 
 
-def _worker(rank: int, world: int, store: str, result: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+def _results_and_error() -> dict:
+    """:func:`_all_results`, and whether an error on one rank's rows is raised on every rank (none left waiting)."""
+    out = _all_results()
     try:
-        with distributed.sharded("world"):
-            out = _all_results()
-            try:  # an error on one rank is raised on every rank (no rank left waiting)
-                bad = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=4, seed=0)
-                bad.log_policies[3, 0, 0] = float("nan")
-                from finitepref.estimators import pmle
-                pmle(bad, bad.sample(10, trials=2, seed=0))
-                out["error"] = "none"
-            except ValueError as exc:
-                out["error"] = "raised: " + str(exc)[:40]
-        if rank == 0:
-            with open(result, "w") as f:
-                json.dump(out, f)
-    finally:
-        dist.destroy_process_group()
+        bad = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=4, seed=0)
+        bad.log_policies[3, 0, 0] = float("nan")
+        from finitepref.estimators import pmle
+        pmle(bad, bad.sample(10, trials=2, seed=0))
+        out["error"] = "none"
+    except ValueError as exc:
+        out["error"] = "raised: " + str(exc)[:40]
+    return out
 
 
 def test_two_gloo_processes_equal_one(tmp_path):
-    mp = pytest.importorskip("torch.multiprocessing")
     single = _all_results()
-    result = tmp_path / "result.json"
-    mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(result)), nprocs=2, join=True)
-    sharded = json.loads(result.read_text())
+    sharded = run_sharded(_results_and_error, tmp_path)
     assert sharded.pop("error").startswith("raised: pmle")
     assert sharded.keys() == single.keys()
     diffs = [k for k in single if sharded[k] != single[k]]

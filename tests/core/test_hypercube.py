@@ -9,8 +9,6 @@ targets and tilts. The reference is only a test: the package and the script use 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -18,11 +16,11 @@ from scipy import stats
 from scipy.special import log_expit
 
 import bounds
-from finitepref import distributed
 from finitepref import registry as reg
 from finitepref.estimators import fit_reward
 from finitepref.hypercube import HypercubeClass, hypercube_problem
 from finitepref.streamed import InducedClass
+from tests.core.gloo_ranks import run_sharded
 
 NAMES = ("pmle", "distill", "reverse_kl")
 
@@ -226,27 +224,9 @@ def _sharded_results() -> dict:
     return out
 
 
-def _worker(rank: int, world: int, store: str, result: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
-        with distributed.sharded("world"):
-            out = _sharded_results()
-        if rank == 0:
-            with open(result, "w") as f:
-                json.dump(out, f)
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.slow
 def test_two_gloo_processes_equal_the_product_argmin(tmp_path):
-    mp = pytest.importorskip("torch.multiprocessing")
-    result = tmp_path / "result.json"
-    mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(result)), nprocs=2, join=True)
-    sharded = json.loads(result.read_text())
+    sharded = run_sharded(_sharded_results, tmp_path)
     for d, eps, gamma, star, n, seed in CASES[2:]:
         prob = hypercube_problem(d, eps, gamma, star=star)
         data = prob.sample(n, trials=6, seed=seed)
