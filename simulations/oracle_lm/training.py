@@ -195,36 +195,36 @@ def run_replicate(world: World, budgets: dict, lrs: dict, rep: Replicate, bar=No
     return rows, rm_rows
 
 
-def _tail_change(cfg: Config, mean: pd.Series, T: int) -> float:
-    tail = mean[(mean.index >= T - window(cfg, T)) & (mean.index <= T)]
-    return float(tail.max() - tail.min())
+def criterion(cfg: Config, curves: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per evaluated budget T (>= 5 evaluations): the change of the seed-mean ``metric`` over the last ~20%
+    of T (max - min), the across-seed std at T, and ``met``: change <= :func:`stats.threshold` of it."""
+    mean = curves.groupby("step")[metric].mean()
+    spread = curves.groupby("step")[metric].std(ddof=1).fillna(0.0)
+    rows = []
+    for T in (int(s) for s in mean.index if s >= 5 * cfg.eval_every):
+        tail = mean[(mean.index >= T - window(cfg, T)) & (mean.index <= T)]
+        change = float(tail.max() - tail.min())
+        rows.append({"T": T, "change": change, "spread": float(spread[T]),
+                     "met": change <= threshold(cfg, float(spread[T]), metric)})
+    return pd.DataFrame(rows).set_index("T")
 
 
 def converged_at(cfg: Config, curves: pd.DataFrame, metric: str) -> tuple[int | None, float, float]:
-    """The first budget T (>= 5 evaluations) whose mean ``metric`` over the pilot seeds moves by at most
-    :func:`stats.threshold` of the across-seed spread (std at T) over its last ~20%: (T or None, change, spread);
-    change and spread at T, or at ``max_steps`` when never met."""
-    mean = curves.groupby("step")[metric].mean()
-    spread = curves.groupby("step")[metric].std(ddof=1).fillna(0.0)
-    steps = [int(s) for s in mean.index if s >= 5 * cfg.eval_every]
-    for T in steps:
-        change = _tail_change(cfg, mean, T)
-        if change <= threshold(cfg, float(spread[T]), metric):
-            return T, change, float(spread[T])
-    return None, _tail_change(cfg, mean, steps[-1]), float(spread[steps[-1]])
+    """The first budget T at which ``metric`` meets :func:`criterion`: (T or None, change, spread); change and
+    spread at T, or at ``max_steps`` when never met."""
+    t = criterion(cfg, curves, metric)
+    T = t.index[t["met"]][0] if t["met"].any() else t.index[-1]
+    return (int(T) if t["met"].any() else None), float(t.loc[T, "change"]), float(t.loc[T, "spread"])
 
 
 def budget_from_curves(cfg: Config, curves: pd.DataFrame) -> tuple[int, bool, float, float]:
-    """The pilot's budget: the first T at which both KL(pi*||pi) and the win-rate have converged
-    (:func:`converged_at`); (T, met, change, spread) of KL(pi*||pi).
-    Unmet: the first T at which the win-rate alone converged, else ``max_steps``."""
-    mean = {m: curves.groupby("step")[m].mean() for m in ("kl_star_pi", "win_rate_exact")}
-    spread = {m: curves.groupby("step")[m].std(ddof=1).fillna(0.0) for m in mean}
-    steps = [int(s) for s in mean["kl_star_pi"].index if s >= 5 * cfg.eval_every]
-    for T in steps:
-        ok = [_tail_change(cfg, mean[m], T) <= threshold(cfg, float(spread[m][T]), m) for m in mean]
-        if all(ok):
-            return T, True, _tail_change(cfg, mean["kl_star_pi"], T), float(spread["kl_star_pi"][T])
-    T_win = converged_at(cfg, curves, "win_rate_exact")[0]
-    T = T_win if T_win is not None else steps[-1]
-    return T, False, _tail_change(cfg, mean["kl_star_pi"], T), float(spread["kl_star_pi"][T])
+    """The pilot's budget: the first T at which both KL(pi*||pi) and the win-rate meet :func:`criterion`;
+    (T, met, change, spread) of KL(pi*||pi). Unmet: the first T at which the win-rate alone met it, else
+    ``max_steps``."""
+    kl, win = (criterion(cfg, curves, m) for m in ("kl_star_pi", "win_rate_exact"))
+    both = kl["met"] & win["met"]
+    if both.any():
+        T, met = both.idxmax(), True
+    else:
+        T, met = (win["met"].idxmax() if win["met"].any() else kl.index[-1]), False
+    return int(T), met, float(kl.loc[T, "change"]), float(kl.loc[T, "spread"])

@@ -354,3 +354,36 @@ def test_same_seed_same_csv_bit_for_bit(tmp_path):
         main([*argv, "--out", str(tmp_path / name)])
     for f in ("oracle_lm.csv", "reward_models.csv", "verdicts.csv", "convergence.csv"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_a_verdict_excludes_only_cells_whose_metric_it_reads_has_not_converged():
+    """Claim 1 reads the win-rate, claim 4 KL(pi*||pi): a REBEL cell still moving in KL is compared in
+    win-rate but left out of the slope verdicts, and the other way round."""
+    from simulations.oracle_lm import Config
+    from simulations.oracle_lm.report import decide
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(8):
+        for algo, win in (("distill", 0.8), ("rebel", 0.95)):
+            for n in (64, 256, 1024):
+                rows.append({"algorithm": algo, "reward_model": "oracle", "n": n, "seed": s, "steps": 10,
+                             "win_rate_exact": win + 0.01 * rng.normal(), "rm_score": 1.0, "kl_pi_pi0": 2.0,
+                             "kl_star_pi": (n ** -0.5 if algo == "distill" else 3.0) * (1 + 0.05 * rng.normal())})
+    table = pd.DataFrame(rows)
+    cfg = Config(algorithms=("distill", "rebel"), reward_models=("oracle",))
+
+    def verdicts(metric):
+        conv = pd.DataFrame([{"algorithm": "rebel", "reward_model": "oracle", "n": 1024, "metric": metric,
+                              "converged": False}])
+        return {v.claim.split(":")[0] + ":" + v.claim.split(":")[1][:40]: v for _, v in decide(table, conv, cfg)}
+
+    by_kl = verdicts("kl_star_pi")
+    claim1 = next(v for k, v in by_kl.items() if k.startswith("claim 1"))
+    assert claim1.outcome == "DISAGREES" and claim1.measured < -0.1
+    rebel_slope = [v for k, v in by_kl.items() if k.startswith("claim 4") and "REBEL" in k]
+    assert rebel_slope and all(v.outcome == "INCONCLUSIVE" and "kl_star_pi of rebel" in v.note for v in rebel_slope)
+    by_win = verdicts("win_rate_exact")
+    claim1 = next(v for k, v in by_win.items() if k.startswith("claim 1"))
+    assert claim1.outcome == "INCONCLUSIVE" and "win_rate_exact of rebel/oracle/n=1024" in claim1.note
+    assert any(k.startswith("claim 4") and "REBEL" in k and v.outcome != "INCONCLUSIVE" for k, v in by_win.items())
