@@ -39,7 +39,7 @@ from finitepref.losses import (
 )
 
 from .batches import Batch, OfflinePairBatch, OnlinePairBatch, PairBatch, RolloutBatch, SftBatch
-from .logprobs import concat, sequence_logprobs, stack_responses
+from .logprobs import concat, pair_sequence_logprobs, sequence_logprobs, stack_responses
 from .settings import (
     ChipoSettings,
     DistillSettings,
@@ -81,21 +81,22 @@ def _pair_rows(batch: PairBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
                            batch.rejected_ids, batch.rejected_mask)
 
 
-def pair_logprobs(model, batch: PairBatch, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-    """Sequence log-probs of the chosen and the rejected responses (one forward of both)."""
-    logp = sequence_logprobs(model, *_pair_rows(batch), temperature)["logp"]
-    return logp.chunk(2)
+def pair_logprobs(model, batch: PairBatch) -> tuple[Tensor, Tensor]:
+    """Sequence log-probs of the chosen and the rejected responses (one forward of both, the prompt
+    read once: :func:`~.logprobs.pair_sequence_logprobs`)."""
+    return pair_sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.chosen_ids, batch.chosen_mask,
+                                  batch.rejected_ids, batch.rejected_mask)
 
 
 def reference_pair_logprobs(models: Models, batch: PairBatch) -> tuple[Tensor, Tensor]:
     """pi_0's sequence log-probs of the chosen and the rejected responses: the batch's own
     (``ref_chosen``, ``ref_rejected``, computed once per batch by the step) or one forward of both."""
-    from .models import reference_logprobs  # models imports config, which imports the registry
+    from .models import reference_of  # models imports config, which imports the registry
 
     if batch.ref_chosen is not None:
         return batch.ref_chosen, batch.ref_rejected
-    logp = reference_logprobs(models.policy, models.reference, *_pair_rows(batch), 1.0)["logp"]
-    return logp.chunk(2)
+    with reference_of(models.policy, models.reference) as ref:
+        return pair_logprobs(ref, batch)
 
 
 def dpo_batch_loss(models: Models, batch: PairBatch, settings: DpoSettings) -> tuple[Tensor, dict]:
@@ -203,9 +204,8 @@ def pmle_batch_loss(models: Models, batch: OfflinePairBatch, settings: PmleSetti
 
 def online_pair_logprobs(model, batch: OnlinePairBatch) -> tuple[Tensor, Tensor]:
     """Sequence log-probs of both sampled responses at the sampling temperature (one forward)."""
-    rows = stack_responses(batch.prompt_ids, batch.prompt_mask, batch.response1_ids, batch.response1_mask,
-                           batch.response2_ids, batch.response2_mask)
-    return sequence_logprobs(model, *rows, batch.temperature)["logp"].chunk(2)
+    return pair_sequence_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response1_ids,
+                                  batch.response1_mask, batch.response2_ids, batch.response2_mask, batch.temperature)
 
 
 def distill_batch_loss(models: Models, batch: OnlinePairBatch, settings: DistillSettings) -> tuple[Tensor, dict]:

@@ -5,7 +5,12 @@ One padded forward of the concatenation [prompt; response], each row left-padded
 width is the longest prompt + response), position ids count real tokens only; the output layer
 runs on the response positions only (``logits_to_keep``), logits are shifted by one, divided by
 the sampling temperature, log-softmaxed, gathered at the response tokens and masked, and the
-per-token values are returned in the order of the right-padded response. :func:`stack_responses` puts both responses of a pair in one batch.
+per-token values are returned in the order of the right-padded response.
+
+:func:`pair_sequence_logprobs` gives both responses of a pair from one row [prompt; first; second]
+that reads the prompt once (a 4-d attention mask keeps the second response from seeing the first);
+:func:`stack_responses` puts both responses of a pair in one batch as two rows (the fallback, and the
+reward model's layout).
 
 :func:`enumerate_logprobs` evaluates the exact log-probabilities of *every* response of a fixed
 length over an allowed token set (the bridge to the exact toy core).
@@ -101,6 +106,100 @@ def stack_responses(prompt_ids, prompt_mask, first_ids, first_mask, second_ids, 
             torch.cat([first_ids, second_ids]), torch.cat([first_mask, second_mask]))
 
 
+PACKED_ATTENTION = ("sdpa", "eager")
+"""Attention implementations that take the custom 4-d mask of :func:`pack_pair` (flash attention
+does not: pairs then run as two rows, :func:`stack_responses`)."""
+
+
+def attention_implementation(model) -> str | None:
+    """The attention implementation of ``model`` (unwrapped from DDP; peft models show their base's)."""
+    config = getattr(getattr(model, "module", model), "config", None)
+    return getattr(config, "_attn_implementation", None)
+
+
+def pack_pair(prompt_ids, prompt_mask, first_ids, first_mask, second_ids, second_mask, float_mask: bool = False):
+    """One row per pair, [prompt; first; second], the real tokens at the right end (left-padded as a whole).
+
+    The second response attends to the prompt and to itself, never to the first: its position ids
+    continue the prompt's, so each response sees exactly what it would see after the prompt alone.
+
+    Returns ``ids``, the 4-d attention mask ``(rows, 1, width, width)`` (boolean, True = attend; or,
+    with ``float_mask``, additive float32, as eager attention takes it), ``pos`` and the segment of
+    every column (0 padding, 1 prompt, 2 first, 3 second). Padding queries attend to themselves only.
+    As in :func:`pack`, columns of padding only are dropped on the CPU, kept on an accelerator.
+    """
+    seg = torch.cat([prompt_mask.long(), 2 * first_mask.long(), 3 * second_mask.long()], 1)
+    ids = torch.cat([prompt_ids, first_ids, second_ids], 1)
+    order = torch.argsort((seg > 0).to(torch.int8), dim=-1, stable=True)  # padding first, order kept
+    ids, seg = ids.gather(-1, order), seg.gather(-1, order)
+    if ids.device.type == "cpu":
+        drop = max(0, ids.shape[1] - int((seg > 0).sum(-1).max()))
+        ids, seg = ids[:, drop:], seg[:, drop:]
+    second = seg == 3
+    before = (seg == 1) | (seg == 2)
+    pos = torch.where(second, (seg == 1).sum(-1, keepdim=True) + second.cumsum(-1), before.cumsum(-1)) - 1
+    width = ids.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=ids.device).tril()
+    attend = causal & (seg > 0)[:, None, :] & ~(second[:, :, None] & (seg == 2)[:, None, :])
+    attend = (attend | torch.eye(width, dtype=torch.bool, device=ids.device))[:, None]
+    if float_mask:
+        attend = torch.zeros(attend.shape, device=ids.device).masked_fill(~attend, torch.finfo(torch.float32).min)
+    return ids, attend, pos.clamp(min=0), seg
+
+
+def pair_sequence_logprobs(model, prompt_ids, prompt_mask, first_ids, first_mask, second_ids, second_mask,
+                           temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    r"""Sequence log-probabilities :math:`\ln\pi(a^1\mid x)` and :math:`\ln\pi(a^2\mid x)` of both
+    responses of each pair in one forward that reads the prompt once (:func:`pack_pair`).
+
+    The shared prompt is what makes it cheaper than two rows [prompt; first], [prompt; second]
+    (:func:`stack_responses`): on the bench's anchor (prompts as long as responses) a quarter fewer
+    tokens, on TL;DR's 512-token prompts and 53-token summaries (Table 5) 45% fewer. The same
+    prefix-sharing idea is in Wang et al. 2024, "Accelerating Direct Preference Optimization with
+    Prefix Sharing". The first token of both responses is predicted from the prompt's last position;
+    the output layer runs on the response positions only. Falls back to two rows where the attention
+    implementation takes no custom mask (:data:`PACKED_ATTENTION`).
+    """
+    attention = attention_implementation(model)
+    if attention not in PACKED_ATTENTION:
+        rows = stack_responses(prompt_ids, prompt_mask, first_ids, first_mask, second_ids, second_mask)
+        return sequence_logprobs(model, *rows, temperature)["logp"].chunk(2)
+    ids, attend, pos, seg = pack_pair(prompt_ids, prompt_mask, first_ids, first_mask, second_ids, second_mask,
+                                      float_mask=attention == "eager")
+    n1, n2 = (seg == 2).sum(-1, keepdim=True), (seg == 3).sum(-1, keepdim=True)
+    width = ids.shape[1]
+    keep = (int((n1 + n2).max()) if ids.device.type == "cpu" else first_ids.shape[1] + second_ids.shape[1]) + 1
+    logits = forward_logits(model, ids, attend, pos, keep)
+    start1 = width - n2 - n1  # column of the first response's first token; the prompt ends just before
+    col1 = start1 + torch.arange(first_ids.shape[1], device=ids.device)
+    col2 = width - n2 + torch.arange(second_ids.shape[1], device=ids.device)
+    pred2 = torch.where(col2 == width - n2, start1 - 1, col2 - 1)
+    logz = torch.cat(by_chunks(_chunk_logz, logits, None, temperature), dim=1)
+    return tuple(_summed_logp(logits, logz, ids, col, pred, n, width - keep, temperature)
+                 for col, pred, n in ((col1, col1 - 1, n1), (col2, pred2, n2)))
+
+
+def _chunk_logz(logits: Tensor, ids: None, temperature: float) -> Tensor:
+    """Log-normaliser of the temperature-scaled logits of one chunk of positions, in float32 at least."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return torch.logsumexp(logits / temperature if temperature != 1.0 else logits, dim=-1)
+
+
+def _summed_logp(logits, logz, ids, col, pred, n, offset, temperature) -> Tensor:
+    """Sum over a response's tokens (at columns ``col``, the first ``n`` real) of the log-softmax of the
+    logits at columns ``pred`` (kept logits start at column ``offset``) at those tokens."""
+    real = torch.arange(col.shape[1], device=col.device) < n
+    k = (pred - offset).clamp(0, logits.shape[1] - 1)
+    target = ids.gather(1, col.clamp(max=ids.shape[1] - 1))
+    rows = torch.arange(ids.shape[0], device=ids.device)[:, None]
+    picked = logits[rows, k, target]
+    if picked.dtype in (torch.float16, torch.bfloat16):
+        picked = picked.float()
+    tok = (picked / temperature if temperature != 1.0 else picked) - logz.gather(1, k)
+    return (tok * real).sum(-1)
+
+
 def sequence_logprobs(
     model,
     prompt_ids: Tensor,
@@ -130,25 +229,34 @@ def sequence_logprobs(
     T = response_ids.shape[1]
     ids, mask, pos, w_ids, w_mask = pack(prompt_ids, prompt_mask, response_ids, response_mask, T + 1)
     logits = forward_logits(model, ids, mask, pos, keep=T + 1)[:, :T]  # the positions predicting the response
-    tok, entropy = [], []
-    recompute = with_entropy or logits.dtype in (torch.float16, torch.bfloat16) or temperature != 1.0
-    for start in range(0, T, LOGPROB_CHUNK):
-        part = (logits[:, start:start + LOGPROB_CHUNK], w_ids[:, start:start + LOGPROB_CHUNK])
-        if recompute and torch.is_grad_enabled() and logits.requires_grad:  # float32 temporaries: not saved
-            from torch.utils.checkpoint import checkpoint
-
-            t, e = checkpoint(_chunk_logprobs, *part, temperature, with_entropy, use_reentrant=False)
-        else:
-            t, e = _chunk_logprobs(*part, temperature, with_entropy)
-        tok.append(t)
-        entropy.append(e)
-    tok = torch.cat(tok, dim=1)
+    parts = by_chunks(_chunk_logprobs, logits, w_ids, temperature, with_entropy, recompute=with_entropy)
+    tok = torch.cat([t for t, _ in parts], dim=1)
     m = w_mask.to(tok.dtype)
     tok = tok * m
     right = torch.argsort(1 - w_mask, dim=-1, stable=True)  # left-padded response order -> right-padded
     out = {"token_logp": tok.gather(-1, right), "logp": tok.sum(-1), "mask": w_mask.gather(-1, right)}
     if with_entropy:
-        out["entropy"] = (torch.cat(entropy, dim=1) * m).gather(-1, right)
+        out["entropy"] = (torch.cat([e for _, e in parts], dim=1) * m).gather(-1, right)
+    return out
+
+
+def by_chunks(fn, logits: Tensor, ids: Tensor | None, temperature: float, *args, recompute: bool = False) -> list:
+    """``fn(logits_chunk, ids_chunk, temperature, *args)`` over chunks of ``LOGPROB_CHUNK`` positions.
+
+    A chunk whose float32 temporaries autograd would save (half-precision logits, a temperature other
+    than 1, or ``recompute``) runs under activation checkpointing: recomputed in backward, not stored.
+    """
+    recompute = recompute or logits.dtype in (torch.float16, torch.bfloat16) or temperature != 1.0
+    recompute = recompute and torch.is_grad_enabled() and logits.requires_grad
+    out = []
+    for start in range(0, logits.shape[1], LOGPROB_CHUNK):
+        part = (logits[:, start:start + LOGPROB_CHUNK], None if ids is None else ids[:, start:start + LOGPROB_CHUNK])
+        if recompute:
+            from torch.utils.checkpoint import checkpoint
+
+            out.append(checkpoint(fn, *part, temperature, *args, use_reentrant=False))
+        else:
+            out.append(fn(*part, temperature, *args))
     return out
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config
+from .logprobs import PACKED_ATTENTION
 from .registry import Loop
 
 
@@ -132,10 +133,15 @@ def _activations(cfg: Config, arch: Arch, processes: int = 1) -> float:
     """Bytes of the larger of the training activations (rough) and an online rollout's peak (KV cache
     of the generation micro-batch, its last float32 logits, and the scoring forward)."""
     wb, record = BYTES[cfg.model.dtype], cfg.algorithm.record
-    seq = cfg.data.max_prompt_length + max(cfg.generation.max_new_tokens, cfg.data.max_response_length)
-    rows = cfg.train.micro_batch_size * record.rows_per_example
+    response = max(cfg.generation.max_new_tokens, cfg.data.max_response_length)
+    seq = cfg.data.max_prompt_length + response
     act_layers = 1 if cfg.model.gradient_checkpointing else arch.layers
-    train = rows * seq * (arch.hidden * 16 * act_layers + 2 * arch.vocab) * wb
+    if _packs_pairs(cfg):  # one row [prompt; first; second], logits of the response positions only
+        positions, logit_positions = cfg.data.max_prompt_length + 2 * response, 2 * response + 1
+    else:
+        positions = logit_positions = record.rows_per_example * seq
+    micro = cfg.train.micro_batch_size
+    train = micro * (positions * arch.hidden * 16 * act_layers + logit_positions * 2 * arch.vocab) * wb
     if record.loop is Loop.OFFLINE and not record.kl_samples_per_prompt:
         return train
     per_process = max(1, cfg.train.batch_size // processes) * (record.kl_samples_per_prompt or record.rows_per_example)
@@ -144,6 +150,15 @@ def _activations(cfg: Config, arch: Arch, processes: int = 1) -> float:
     score_rows = cfg.reward.batch_size or gen_rows
     rollout = kv + gen_rows * arch.vocab * 4 + score_rows * seq * arch.hidden * 4 * wb
     return max(train, rollout)
+
+
+def _packs_pairs(cfg: Config) -> bool:
+    """Whether the training forward packs each pair as one row (:func:`~.logprobs.pair_sequence_logprobs`):
+    two policy responses per example (not the reward model's scores) under an attention implementation
+    that takes a custom mask (transformers' default is SDPA)."""
+    record = cfg.algorithm.record
+    return (record.rows_per_example == 2 and not record.trains_reward_model
+            and (cfg.model.attn_implementation or "sdpa") in PACKED_ATTENTION)
 
 
 def _parts(cfg: Config, arch: Arch, processes: int = 1) -> tuple[int, int, dict]:

@@ -153,12 +153,20 @@ def adapters_disabled(model):
         yield model
 
 
-@torch.no_grad()
+@contextlib.contextmanager
+def reference_of(policy, reference):
+    """pi_0 under ``no_grad``: the frozen copy, or (``reference`` None) the policy with adapters disabled."""
+    with torch.no_grad():
+        if reference is not None:
+            yield reference
+        else:
+            with adapters_disabled(policy) as ref:
+                yield ref
+
+
 def reference_logprobs(policy, reference, batch_p, batch_pm, resp, resp_m, temperature: float) -> dict:
-    """Log-probs under pi_0: the frozen copy, or the policy with adapters disabled."""
-    if reference is not None:
-        return sequence_logprobs(reference, batch_p, batch_pm, resp, resp_m, temperature)
-    with adapters_disabled(policy) as ref:
+    """Log-probs under pi_0 (:func:`reference_of`)."""
+    with reference_of(policy, reference) as ref:
         return sequence_logprobs(ref, batch_p, batch_pm, resp, resp_m, temperature)
 
 
