@@ -40,7 +40,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -53,6 +52,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+
+from finitepref import provenance
 
 __all__ = [
     "ScriptConfig", "SweepConfig", "Outcome", "parse_config", "write_outputs", "main", "entry", "sweep_then_summarize",
@@ -322,18 +323,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python and of every package that produced a result."""
-    import matplotlib
-    import scipy
-    import torch
-
-    import finitepref
-
-    return {
-        "python": platform.python_version(), "platform": platform.platform(), "finitepref": finitepref.__version__,
-        "numpy": np.__version__, "scipy": scipy.__version__, "torch": torch.__version__,
-        "pandas": pd.__version__, "matplotlib": matplotlib.__version__,
-    }
+    """Versions of Python and of every package that produced a result (:func:`finitepref.provenance.versions`)."""
+    return provenance.versions(provenance.SCIENTIFIC)
 
 
 def config_hash(cfg: Any) -> str:
@@ -346,20 +337,7 @@ def config_hash(cfg: Any) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def git_commit() -> str | None:
-    """The commit of the source tree that ran; with uncommitted changes to tracked files, ``+dirty.<hash of the
-    diff>`` (so two runs of the same edited tree match, and an edit does not); None outside git."""
-    import hashlib
-    import subprocess
-
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
-        diff = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, timeout=30, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + (f"+dirty.{hashlib.sha256(diff).hexdigest()[:12]}" if diff else "")
+git_commit = provenance.git_commit
 
 
 class InjectedFault(RuntimeError):

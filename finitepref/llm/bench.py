@@ -34,7 +34,6 @@ import csv
 import io
 import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -46,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from finitepref import atomic, provenance
 
 VOCAB, HIDDEN, LAYERS, HEADS, INTER = 256, 128, 4, 4, 512
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
@@ -377,12 +378,6 @@ def stepper(name: str, env: dict, s: Setting, workdir: Path) -> Stepper:
     return finitepref_stepper(env, s, name.split(":", 1)[1], workdir)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def summarise(rows: list[dict], names: list[str]) -> dict:
     """Median pair-tokens/s of each contender, and each trainer's ratios to the bare loop and TRL: the median
     over repetitions of the ratio within a repetition (the contenders of one repetition ran in turn, under the
@@ -468,16 +463,17 @@ def main(argv=None) -> int:
         env = prepare(Path(tmp), s)
         rows = measure(env, s, names, Path(tmp))
         summary = {"setting": s.__dict__, "trl": with_trl, "pair_tokens_per_row": env["pair_tokens"],
-                   "torch": torch.__version__, "threads": torch.get_num_threads(), **summarise(rows, names)}
+                   "versions": provenance.versions(provenance.LLM), "git_commit": provenance.git_commit(),
+                   "threads": torch.get_num_threads(), **summarise(rows, names)}
         if not args.no_online:
             summary["online"] = [online_shares(env, s, a, Path(tmp)) for a in ("distill", "rlhf")]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(out / "bench.csv", buf.getvalue())
+    atomic.write_text(out / "bench.csv", buf.getvalue())
     summary["report"] = report(summary, with_trl, trl_installed)
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    atomic.write_text(out / "summary.json", json.dumps(summary, indent=2))
     print("\n".join(summary["report"]))
     print(f"wrote {out / 'bench.csv'} and {out / 'summary.json'}")
     return 0

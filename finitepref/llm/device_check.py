@@ -41,6 +41,8 @@ from pathlib import Path
 
 import torch
 
+from finitepref import atomic, provenance
+
 GIB = 1024**3
 
 
@@ -328,7 +330,9 @@ def main(argv=None) -> int:
           + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "device_check.json").write_text(json.dumps({"rows": rows, "seconds": total}, indent=2))
+        record = {"rows": rows, "seconds": total, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                  "versions": provenance.versions(provenance.LLM), "git_commit": provenance.git_commit()}
+        atomic.write_text(Path(args.out) / "device_check.json", json.dumps(record, indent=2))
     return 1 if failed else 0
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from finitepref import atomic, provenance
+
 from .checkpoints import checkpoint_root, latest_checkpoint, save_checkpoint
 from .config import Config, ConfigError, to_dict, validate
 from .data import TLDR_SFT, Encoded, load_records
@@ -149,8 +151,9 @@ def save_final(run: Run, last_metrics: dict) -> None:
             _save_reward_normalization(cfg, run.models.reward_model, run.models.tokenizer, run.out / "model",
                                        run.device)
         summary = {"steps": run.progress.step, "iterations": run.iterations, "num_processes": run.world_size,
-                   "skipped_rows": run.records.skipped, "total_updates": run.total_updates, **last_metrics}
-        (run.out / "summary.json").write_text(json.dumps(summary, indent=2))
+                   "skipped_rows": run.records.skipped, "total_updates": run.total_updates, **last_metrics,
+                   "versions": provenance.versions(provenance.LLM), "git_commit": provenance.git_commit()}
+        atomic.write_text(run.out / "summary.json", json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
 
 
@@ -164,7 +167,7 @@ def train(cfg: Config, accelerator=None) -> dict:
     prepare_output_dir(cfg, main)
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        atomic.write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     accelerator.wait_for_everyone()
     seed_everything(cfg.train.seed)
     run = build_run(cfg, accelerator)
@@ -176,7 +179,8 @@ def train(cfg: Config, accelerator=None) -> dict:
         logger.close()
         if main:
             print(f"train.resume: {out} already finished at step {run.progress.step}; nothing to do")
-        summary = json.loads((out / "summary.json").read_text())
+        summary = {k: v for k, v in json.loads((out / "summary.json").read_text()).items()
+                   if k not in ("versions", "git_commit")}
         return {"steps": run.progress.step, "iterations": run.iterations, "metrics": summary,
                 "output_dir": str(out), "skipped_rows": run.records.skipped}
     last_metrics = run_loop(run, stop_at, logger)

@@ -21,4 +21,5 @@ def test_quick_bench_without_trl(tmp_path, monkeypatch, capsys):
     for online in summary["online"]:
         shares = online["generation_share"] + online["scoring_share"] + online["update_share"]
         assert abs(shares - 1) < 1e-9
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
+    assert {"torch", "transformers", "finitepref", "python"} <= set(summary["versions"]) and "git_commit" in summary

@@ -11,7 +11,9 @@ from finitepref.llm.registry import REGISTRY
 @pytest.mark.slow
 def test_device_check_cpu_mode(tmp_path, capsys):
     assert device_check.main(["--cpu", "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "device_check.json").read_text())["rows"]
+    record = json.loads((tmp_path / "device_check.json").read_text())
+    rows = record["rows"]
+    assert record["device"] == "cpu" and "transformers" in record["versions"] and "git_commit" in record
     assert [r["check"] for r in rows if r["check"] in REGISTRY] == list(REGISTRY)
     assert all(r["ok"] for r in rows)
     assert all(r["finite"] and r["estimate_gib"] is not None for r in rows if r["check"] in REGISTRY)
