@@ -111,6 +111,10 @@ def check_launch(cls: type, shard: bool) -> None:
                          "ranks; under torchrun without --shard it splits the policy rows of every argmin")
     if world_size() > 1:
         timeout_s()
+    elif shard:
+        print(f"simulations.{cls.NAME}: --shard splits the sweep's cells over the ranks of a launcher; without "
+              "one (WORLD_SIZE=1) it runs as one process: use torchrun --nproc-per-node K -m "
+              f"simulations.{cls.NAME} --shard", file=sys.stderr, flush=True)
 
 
 def _fingerprint(job: Job, cfg: Any) -> dict[str, Any]:

@@ -150,11 +150,12 @@ def test_shard_needs_a_sweep_of_cells(script, capsys):
     assert "--shard: simulations." in capsys.readouterr().err
 
 
-def test_shard_without_a_launcher_changes_nothing():
+def test_shard_without_a_launcher_changes_nothing_and_says_so(capsys):
     from simulations import kl_vs_n
 
     cfg, shard = _runner.parse_command_line(kl_vs_n.Config, ["--quick", "--shard"])
     assert shard and cfg == kl_vs_n.Config.quick()
+    assert "runs as one process: use torchrun" in capsys.readouterr().err
     with _launch.launched("kl_vs_n", cfg, shard) as job:
         assert (job.world, job.split) == (1, "one process")
         assert _launch.map_cells(lambda c: c * c, range(5), desc="t") == [0, 1, 4, 9, 16]
