@@ -435,12 +435,22 @@ def report(summary: dict, with_trl: bool, trl_installed: bool = False) -> list[s
     return lines
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m finitepref.llm.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few steps, one repetition (smoke test)")
     p.add_argument("--out", default="results/llm_bench", help="folder for bench.csv and summary.json")
-    p.add_argument("--reps", type=int, help="interleaved repetitions (default 3)")
-    p.add_argument("--steps", type=int, help="timed steps (default 40)")
+    p.add_argument("--reps", type=_at_least_one, help="interleaved repetitions (default 3)")
+    p.add_argument("--steps", type=_at_least_one, help="timed steps (default 40)")
     p.add_argument("--algorithms", default="dpo,ipo,chipo", help="finitepref offline algorithms to time")
     p.add_argument("--no-trl", action="store_true", help="skip TRL even when installed")
     p.add_argument("--no-online", action="store_true", help="skip the online time shares")
@@ -450,7 +460,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     s = QUICK if args.quick else Setting()
-    s = Setting(**{**s.__dict__, **{k: v for k, v in (("reps", args.reps), ("steps", args.steps)) if v}})
+    s = Setting(**{**s.__dict__, **{k: v for k, v in (("reps", args.reps), ("steps", args.steps)) if v is not None}})
     torch.set_num_threads(s.threads)
     trl_installed = trl_available()
     with_trl = trl_installed and not args.no_trl

@@ -23,3 +23,10 @@ def test_quick_bench_without_trl(tmp_path, monkeypatch, capsys):
         assert abs(shares - 1) < 1e-9
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*"))
     assert {"torch", "transformers", "finitepref", "python"} <= set(summary["versions"]) and "git_commit" in summary
+
+
+@pytest.mark.parametrize("flag", [["--reps", "0"], ["--steps", "-2"], ["--steps", "x"]])
+def test_bad_counts_are_refused(flag, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse_args(flag)
+    assert exit_.value.code == 2 and "must be a whole number >= 1" in capsys.readouterr().err
