@@ -174,12 +174,12 @@ def pair_sequence_logprobs(model, prompt_ids, prompt_mask, first_ids, first_mask
     col1 = start1 + torch.arange(first_ids.shape[1], device=ids.device)
     col2 = width - n2 + torch.arange(second_ids.shape[1], device=ids.device)
     pred2 = torch.where(col2 == width - n2, start1 - 1, col2 - 1)
-    logz = torch.cat(by_chunks(_chunk_logz, logits, None, temperature), dim=1)
+    logz = torch.cat(by_chunks(_chunk_logz, logits, None, temperature), dim=1)  # no token ids: fn(chunk, T)
     return tuple(_summed_logp(logits, logz, ids, col, pred, n, width - keep, temperature)
                  for col, pred, n in ((col1, col1 - 1, n1), (col2, pred2, n2)))
 
 
-def _chunk_logz(logits: Tensor, ids: None, temperature: float) -> Tensor:
+def _chunk_logz(logits: Tensor, temperature: float) -> Tensor:
     """Log-normaliser of the temperature-scaled logits of one chunk of positions, in float32 at least."""
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
@@ -241,7 +241,8 @@ def sequence_logprobs(
 
 
 def by_chunks(fn, logits: Tensor, ids: Tensor | None, temperature: float, *args, recompute: bool = False) -> list:
-    """``fn(logits_chunk, ids_chunk, temperature, *args)`` over chunks of ``LOGPROB_CHUNK`` positions.
+    """``fn(logits_chunk, ids_chunk, temperature, *args)`` over chunks of ``LOGPROB_CHUNK`` positions
+    (``fn(logits_chunk, temperature, *args)`` when ``ids`` is None).
 
     A chunk whose float32 temporaries autograd would save (half-precision logits, a temperature other
     than 1, or ``recompute``) runs under activation checkpointing: recomputed in backward, not stored.
@@ -250,7 +251,7 @@ def by_chunks(fn, logits: Tensor, ids: Tensor | None, temperature: float, *args,
     recompute = recompute and torch.is_grad_enabled() and logits.requires_grad
     out = []
     for start in range(0, logits.shape[1], LOGPROB_CHUNK):
-        part = (logits[:, start:start + LOGPROB_CHUNK], None if ids is None else ids[:, start:start + LOGPROB_CHUNK])
+        part = (logits[:, start:start + LOGPROB_CHUNK],) + (() if ids is None else (ids[:, start:start + LOGPROB_CHUNK],))
         if recompute:
             from torch.utils.checkpoint import checkpoint
 
