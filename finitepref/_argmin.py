@@ -206,14 +206,9 @@ def argmin_rows(build: Callable[[slice], Tensor], n_rows: int, stats: Tensor, ch
     stats = _power_of_two_scale(stats)
     source = _tablecache.Source(build, lo, hi, key)
     starts = list(range(lo, hi, chunk))
-    error = None
-    try:
+    with distributed.shared_errors(group, name):
         source.fill(chunk, lambda table, start: _table_has_inf(name, table, start))
         scan = _scan(name, source, hi, stats, chunk, starts)
-    except ValueError as exc:
-        error = exc
-    if distributed.any_error(error is not None, group):
-        raise error or ValueError(f"{name}: another rank failed (see its error)")
     best = distributed.all_min(scan[0], group)
     out = _resolve(name, source, hi, stats, chunk, starts, best, *scan[1:], n_rows)
     return distributed.all_min(out, group).cpu().numpy()

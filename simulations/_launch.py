@@ -221,15 +221,13 @@ def on_rank0(fn: Callable[..., Any], *args: Any) -> Any:
     import torch.distributed as dist
 
     box: list[Any] = [None]
-    error = None
     if job.rank == 0:
         try:
             box[0] = ("ok", fn(*args))
-        except Exception as exc:
-            error, box[0] = exc, ("error", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # re-raised as it is, not kept: see finitepref.distributed.shared_errors
+            dist.broadcast_object_list([("error", f"{type(exc).__name__}: {exc}")], src=0)
+            raise
     dist.broadcast_object_list(box, src=0)
-    if error is not None:
-        raise error
     status, value = box[0]
     if status != "ok":
         raise RuntimeError(f"rank 0 failed: {value}")

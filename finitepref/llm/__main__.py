@@ -105,10 +105,17 @@ def _train_command(ap: argparse.ArgumentParser, args, overrides: list[str]) -> i
         print("per-GPU memory by sharding (configs/accelerate; the paper's 4 x A100 40 GB):")
         print(json.dumps(sharding_table(cfg), indent=2))
         return 0
+    from accelerate import PartialState
+
     from .train import train
 
     summary = train(cfg)
-    print(json.dumps(dict(summary), default=float))
+    state = PartialState()  # the one train() started
+    if state.is_main_process:
+        print(json.dumps(dict(summary), default=float))
+    # The launcher's process group, torn down while the interpreter is whole (torch.distributed's advice); left
+    # to interpreter exit, gloo's threads may be destroyed last and abort the process (finitepref.distributed).
+    state.destroy_process_group()
     return 0
 
 

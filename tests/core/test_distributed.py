@@ -3,16 +3,20 @@
 Every registered estimator (each of its test_params) and the reward fit, on classes of 1, 2 and 31
 policies (uneven splits, an empty rank) and on a class holding every policy twice (exact ties across
 the two ranks: the lowest global index must win), for several chunk sizes; and R, C_Pi, C_R,
-concentrability and both exact KL tables.
+concentrability and both exact KL tables. An error on one rank's rows is raised on every rank, and a
+failed call leaves no reference cycle that would keep a process group alive past its destruction.
 """
 
 from __future__ import annotations
+
+import gc
+import weakref
 
 import numpy as np
 import pytest
 import torch
 
-from finitepref import distributed
+from finitepref import _argmin, distributed
 from finitepref import registry as reg
 from finitepref.estimators import fit_reward
 from finitepref.problem import ToyProblem
@@ -50,24 +54,40 @@ def _all_results() -> dict:
     return out
 
 
-def _results_and_error() -> dict:
-    """:func:`_all_results`, and whether an error on one rank's rows is raised on every rank (none left waiting)."""
-    out = _all_results()
+def _fails_on_row_3(rows: slice) -> torch.Tensor:
+    if rows.start <= 3 < rows.stop:
+        raise ValueError("row 3 is bad")
+    return torch.ones(rows.stop - rows.start, dtype=torch.float64)
+
+
+def _raised(call) -> str:
     try:
-        bad = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=4, seed=0)
-        bad.log_policies[3, 0, 0] = float("nan")
-        from finitepref.estimators import pmle
-        pmle(bad, bad.sample(10, trials=2, seed=0))
-        out["error"] = "none"
+        call()
     except ValueError as exc:
-        out["error"] = "raised: " + str(exc)[:40]
+        return "raised: " + str(exc)[:40]
+    return "none"
+
+
+def _results_and_error() -> dict:
+    """:func:`_all_results`, and whether an error on one rank's rows (rank 1 holds rows 2 and 3 of 4) is raised on
+    every rank, none left waiting: an estimator, a class maximum and a per-policy table."""
+    from finitepref.estimators import pmle
+
+    out = _all_results()
+    bad = ToyProblem.random(n_prompts=2, n_responses=3, n_policies=4, seed=0)
+    bad.log_policies[3, 0, 0] = float("nan")
+    out["error"] = _raised(lambda: pmle(bad, bad.sample(10, trials=2, seed=0)))
+    out["max_error"] = _raised(lambda: distributed.max_over_rows(4, 1, lambda r: float(_fails_on_row_3(r).sum())))
+    out["table_error"] = _raised(lambda: distributed.table_over_rows(torch.zeros(4, dtype=torch.float64), 1,
+                                                                      _fails_on_row_3))
     return out
 
 
 def test_two_gloo_processes_equal_one(tmp_path):
     single = _all_results()
     sharded = run_sharded(_results_and_error, tmp_path)
-    assert sharded.pop("error").startswith("raised: pmle")
+    assert sharded.pop("error").startswith("raised: pmle: another rank failed")
+    assert sharded.pop("max_error") == sharded.pop("table_error") == "raised: another rank failed (see its error)"
     assert sharded.keys() == single.keys()
     diffs = [k for k in single if sharded[k] != single[k]]
     assert not diffs, f"sharded differs from one process at {diffs[:5]}"
@@ -86,3 +106,42 @@ def test_row_ranges_cover_uneven_splits():
     with pytest.raises(ValueError, match="group"):
         distributed.current_group("nope")
     np.testing.assert_equal(distributed.bytes_per_trial(), 16)
+
+
+def _failed_call_frees_its_frames(call) -> bool:
+    """Whether everything a failed ``call(fn)`` held is freed by reference counting alone (gc off): a reference
+    cycle through the exception would keep its frames, ``fn`` and, under a launcher, the process group alive."""
+    def fn(rows):
+        return _fails_on_row_3(rows)
+
+    probe = weakref.ref(fn)
+    gc.collect()
+    gc.disable()
+    try:
+        try:
+            call(fn)
+        except ValueError as exc:
+            assert "row 3" in str(exc)
+        del fn
+        return probe() is None
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("call", [
+    lambda fn: distributed.max_over_rows(4, 2, lambda rows: float(fn(rows).sum())),
+    lambda fn: distributed.table_over_rows(torch.zeros(4, dtype=torch.float64), 2, fn),
+    lambda fn: _argmin.argmin_rows(lambda rows: fn(rows)[:, None], 4, torch.ones(3, 1, dtype=torch.float64),
+                                   chunk_size=2, name="probe"),
+], ids=["max_over_rows", "table_over_rows", "argmin_rows"])
+def test_a_failed_call_leaves_no_reference_cycle(call):
+    assert _failed_call_frees_its_frames(call)
+
+
+def test_shared_errors_in_one_process_is_a_plain_block():
+    with pytest.raises(ValueError, match="mine"), distributed.shared_errors(None, "x"):
+        raise ValueError("mine")
+    with pytest.raises(KeyError), distributed.shared_errors(None, "x"):
+        raise KeyError("other errors pass through")
+    with distributed.shared_errors(None, "x"):
+        pass
