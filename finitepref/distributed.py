@@ -131,7 +131,8 @@ class shared_errors:
     def __exit__(self, typ, exc, tb) -> bool:
         if typ is not None and not issubclass(typ, ValueError):
             return False
-        if any_error(typ is not None, self.group) and typ is None:
+        failed_somewhere = any_error(typ is not None, self.group)  # the collective, on every path
+        if failed_somewhere and typ is None:
             prefix = f"{self.name}: " if self.name else ""
             raise ValueError(f"{prefix}another rank failed (see its error)")
         return False

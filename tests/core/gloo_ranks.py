@@ -18,12 +18,14 @@ def _worker(rank: int, world: int, store: str, result: str, results: Callable[[]
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     dist.barrier()  # every connection of the mesh is up on both sides before a rank may finish and close its own
-    with distributed.sharded("world"):
-        out = results()
-    if rank == 0:
-        Path(result).write_text(json.dumps(out))
-    dist.barrier()  # no rank tears down while another still talks
-    dist.destroy_process_group()
+    try:
+        with distributed.sharded("world"):
+            out = results()
+        if rank == 0:
+            Path(result).write_text(json.dumps(out))
+        dist.barrier()  # no rank tears down while another still talks
+    finally:
+        dist.destroy_process_group()  # on an error too: a peer left waiting then fails at once
 
 
 def run_sharded(results: Callable[[], dict], folder: Path, world: int = 2) -> dict:
