@@ -145,3 +145,6 @@ def test_shared_errors_in_one_process_is_a_plain_block():
         raise KeyError("other errors pass through")
     with distributed.shared_errors(None, "x"):
         pass
+    for bad in ("nope", "world"):  # not a group name; no process group initialised here
+        with pytest.raises(ValueError, match="group"):
+            distributed.shared_errors(bad, "x")
